@@ -1,0 +1,12 @@
+/* tables.h: the per-ISA kernel tables, defined next to their kernels (internal). */
+#ifndef DR_TABLES_H
+#define DR_TABLES_H
+
+#include "kernels.h"
+
+extern const struct dr_kernels dr__kernels_ref;
+#if DR_HAVE_X86_AVX2
+extern const struct dr_kernels dr__kernels_avx2;
+#endif
+
+#endif /* DR_TABLES_H */

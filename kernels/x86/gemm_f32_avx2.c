@@ -1,0 +1,153 @@
+/* gemm_f32_avx2.c: fp32 matrix products, AVX2 + FMA.
+ *
+ * _nn (B is k x n): a 6x16 register tile, A broadcast one element at a time, B rows loaded
+ * straight from the caller's layout (no packing, no workspace); 12 accumulators.
+ * _nt (B is n x k, rows are dot products): a 2x4 tile of dot products along k, 8 lanes at a
+ * time, summed horizontally at the end.  Tails use masked loads and stores.
+ * Float results differ from __ref only by summation order (bound in tests/kernels).
+ */
+#include "math_avx2.h"
+#include "x86.h"
+
+#define NN_MR 6
+#define NN_NR 16
+
+static inline __attribute__((always_inline)) void
+nn_tile(size_t mr, size_t nr, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
+        const float *bias, float *c, size_t ldc)
+{
+    __m256 acc[NN_MR][2];
+    for (size_t r = 0; r < NN_MR; r++)
+        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    __m256i m0 = dr__tail_mask_avx2(nr > 8 ? 8 : nr);
+    __m256i m1 = dr__tail_mask_avx2(nr > 8 ? nr - 8 : 0);
+    for (size_t kk = 0; kk < k; kk++) {
+        const float *brow = b + kk * ldb;
+        __m256 b0, b1;
+        if (nr == NN_NR) {
+            b0 = _mm256_loadu_ps(brow);
+            b1 = _mm256_loadu_ps(brow + 8);
+        } else {
+            b0 = _mm256_maskload_ps(brow, m0);
+            b1 = _mm256_maskload_ps(brow + 8, m1);
+        }
+        for (size_t r = 0; r < mr; r++) {
+            __m256 av = _mm256_broadcast_ss(a + r * lda + kk);
+            acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+        }
+    }
+    __m256 bias0 = _mm256_setzero_ps(), bias1 = _mm256_setzero_ps();
+    if (bias) {
+        bias0 = _mm256_maskload_ps(bias, m0);
+        bias1 = _mm256_maskload_ps(bias + 8, m1);
+    }
+    for (size_t r = 0; r < mr; r++) {
+        float *out = c + r * ldc;
+        __m256 v0 = _mm256_add_ps(acc[r][0], bias0), v1 = _mm256_add_ps(acc[r][1], bias1);
+        if (nr == NN_NR) {
+            _mm256_storeu_ps(out, v0);
+            _mm256_storeu_ps(out + 8, v1);
+        } else {
+            _mm256_maskstore_ps(out, m0, v0);
+            _mm256_maskstore_ps(out + 8, m1, v1);
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void
+nn_row_block(size_t mr, size_t n, size_t k, const float *a, size_t lda, const float *b,
+             size_t ldb, const float *bias, float *c, size_t ldc)
+{
+    size_t j = 0;
+    for (; j + NN_NR <= n; j += NN_NR)
+        nn_tile(mr, NN_NR, k, a, lda, b + j, ldb, bias ? bias + j : NULL, c + j, ldc);
+    if (j < n)
+        nn_tile(mr, n - j, k, a, lda, b + j, ldb, bias ? bias + j : NULL, c + j, ldc);
+}
+
+void dr_gemm_f32_nn__avx2(size_t m, size_t n, size_t k, const float *a, size_t lda,
+                          const float *b, size_t ldb, const float *bias, float *c, size_t ldc)
+{
+    size_t i = 0;
+    for (; i + NN_MR <= m; i += NN_MR)
+        nn_row_block(NN_MR, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
+    switch (m - i) {
+    case 5:
+        nn_row_block(5, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
+        break;
+    case 4:
+        nn_row_block(4, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
+        break;
+    case 3:
+        nn_row_block(3, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
+        break;
+    case 2:
+        nn_row_block(2, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
+        break;
+    case 1:
+        nn_row_block(1, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
+        break;
+    default:
+        break;
+    }
+}
+
+#define NT_MR 2
+#define NT_NR 4
+
+static inline __attribute__((always_inline)) void
+nt_tile(size_t mr, size_t nr, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
+        const float *bias, float *c, size_t ldc)
+{
+    __m256 acc[NT_MR][NT_NR];
+    for (size_t r = 0; r < NT_MR; r++)
+        for (size_t j = 0; j < NT_NR; j++)
+            acc[r][j] = _mm256_setzero_ps();
+    size_t kk = 0;
+    for (; kk + 8 <= k; kk += 8) {
+        __m256 bv[NT_NR];
+        for (size_t j = 0; j < nr; j++)
+            bv[j] = _mm256_loadu_ps(b + j * ldb + kk);
+        for (size_t r = 0; r < mr; r++) {
+            __m256 av = _mm256_loadu_ps(a + r * lda + kk);
+            for (size_t j = 0; j < nr; j++)
+                acc[r][j] = _mm256_fmadd_ps(av, bv[j], acc[r][j]);
+        }
+    }
+    if (kk < k) {
+        __m256i mask = dr__tail_mask_avx2(k - kk);
+        __m256 bv[NT_NR];
+        for (size_t j = 0; j < nr; j++)
+            bv[j] = _mm256_maskload_ps(b + j * ldb + kk, mask);
+        for (size_t r = 0; r < mr; r++) {
+            __m256 av = _mm256_maskload_ps(a + r * lda + kk, mask);
+            for (size_t j = 0; j < nr; j++)
+                acc[r][j] = _mm256_fmadd_ps(av, bv[j], acc[r][j]);
+        }
+    }
+    for (size_t r = 0; r < mr; r++)
+        for (size_t j = 0; j < nr; j++)
+            c[r * ldc + j] = dr__hsum_avx2(acc[r][j]) + (bias ? bias[j] : 0.0f);
+}
+
+static inline __attribute__((always_inline)) void
+nt_row_block(size_t mr, size_t n, size_t k, const float *a, size_t lda, const float *b,
+             size_t ldb, const float *bias, float *c, size_t ldc)
+{
+    size_t j = 0;
+    for (; j + NT_NR <= n; j += NT_NR)
+        nt_tile(mr, NT_NR, k, a, lda, b + j * ldb, ldb, bias ? bias + j : NULL, c + j, ldc);
+    for (; j < n; j++)
+        nt_tile(mr, 1, k, a, lda, b + j * ldb, ldb, bias ? bias + j : NULL, c + j, ldc);
+}
+
+void dr_gemm_f32_nt__avx2(size_t m, size_t n, size_t k, const float *a, size_t lda,
+                          const float *b, size_t ldb, const float *bias, float *c, size_t ldc)
+{
+    size_t i = 0;
+    for (; i + NT_MR <= m; i += NT_MR)
+        nt_row_block(NT_MR, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
+    if (i < m)
+        nt_row_block(1, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
+}
