@@ -67,19 +67,27 @@ class CSR:
         indptr = np.searchsorted(r, np.arange(n_rows + 1)).astype(np.int64)
         return cls(indptr=indptr, indices=(uniq % n_cols).astype(np.int64), data=summed, n_cols=n_cols)
 
-    def gather_rows(self, rows: np.ndarray, row_weights: np.ndarray, out_rows: np.ndarray, n_out: int) -> np.ndarray:
-        """Dense (n_out, n_cols) sum over k of row_weights[k] * self[rows[k]] into output row out_rows[k]."""
+    def gather_rows(self, rows: np.ndarray, row_weights: np.ndarray, out_rows: np.ndarray, n_out: int,
+                    base: Optional[np.ndarray] = None) -> np.ndarray:
+        """Dense (n_out, n_cols): ``base`` (a row added to every output row, default 0) plus, for
+        every k, row_weights[k] * self[rows[k]] added into output row out_rows[k]."""
         starts, ends = self.indptr[rows], self.indptr[rows + 1]
         lengths = ends - starts
         total = int(lengths.sum())
-        out = np.zeros(n_out * self.n_cols, dtype=np.float64)
-        if total == 0:
-            return out.reshape(n_out, self.n_cols)
+        size = n_out * self.n_cols
         # Positions of every stored entry of every requested row, without a Python loop.
         offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
         target = np.repeat(out_rows, lengths) * self.n_cols + self.indices[offsets]
         weights = np.repeat(row_weights, lengths) * self.data[offsets]
-        out += np.bincount(target, weights=weights, minlength=n_out * self.n_cols)
+        if len(np.unique(out_rows)) == len(out_rows):
+            # One source row per output row: the targets are distinct (columns are unique within
+            # a CSR row), so plain fancy-index addition is exact and touches only the entries.
+            out = np.zeros(size) if base is None else np.tile(base, n_out)
+            out[target] += weights
+        else:
+            out = np.bincount(target, weights=weights, minlength=size)
+            if base is not None:
+                out += np.tile(base, n_out)
         return out.reshape(n_out, self.n_cols)
 
 
@@ -142,9 +150,7 @@ class Transitions:
         has = np.array([len(h) > 0 for h in histories])
         last = np.array([h[-1] if len(h) else 0 for h in histories], dtype=np.int64)
         rows = np.flatnonzero(has)
-        out = self.counts.gather_rows(last[rows], np.ones(len(rows)), rows, len(histories))
-        out += self.prior
-        return out
+        return self.counts.gather_rows(last[rows], np.ones(len(rows)), rows, len(histories), base=self.prior)
 
 
 class ItemKNN:

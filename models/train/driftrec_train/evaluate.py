@@ -64,10 +64,10 @@ def full_ranks(scores: np.ndarray, histories: Sequence[np.ndarray], targets: np.
         excl = excl[excl != targets[b]]
         n_excluded[b] = len(excl)
         scores[b, excl] = -np.inf
-    ids = np.arange(n_items)
-    better = scores > target_scores[:, None]
-    better |= (scores == target_scores[:, None]) & (ids[None, :] < targets[:, None])
-    return better.sum(axis=1), n_items - n_excluded
+    ranks = np.count_nonzero(scores > target_scores[:, None], axis=1)
+    for b in range(batch):  # ties: only items with a lower id than the target can outrank it
+        ranks[b] += np.count_nonzero(scores[b, :targets[b]] == target_scores[b])
+    return ranks, n_items - n_excluded
 
 
 def sampled_ranks(scores: np.ndarray, targets: np.ndarray, negatives: np.ndarray) -> np.ndarray:
