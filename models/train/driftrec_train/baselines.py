@@ -208,14 +208,15 @@ class ItemKNN:
 
 
 def item_vectors(seqs: Sequence[np.ndarray], n_items: int, dim: int = 64, seed: int = 0,
-                 power_iters: int = 6) -> np.ndarray:
+                 power_iters: int = 6, exact: Optional[bool] = None) -> np.ndarray:
     """Item vectors E (n_items x dim) with E E^T ~ the cosine co-occurrence matrix.
 
     A = X D^{-1/2} where X is the binary user-item matrix of the fit data and D the item user
     counts, so A^T A is the cosine matrix of :class:`ItemKNN` (with ones on the diagonal).
     E = V_d S_d from the rank-``dim`` SVD A ~ U_d S_d V_d^T: exact (LAPACK) when the dense A
     is small, otherwise the randomized range finder of Halko et al. with ``power_iters``
-    power iterations and a fixed seed. Items never seen in the fit data get the zero vector.
+    power iterations and a fixed seed (``exact`` forces either). Items never seen in the fit
+    data get the zero vector. Singular vectors have a sign ambiguity; scores do not (E E^T).
     """
     users, items = _user_item(seqs, n_items)
     n_users = len(seqs)
@@ -224,7 +225,7 @@ def item_vectors(seqs: Sequence[np.ndarray], n_items: int, dim: int = 64, seed: 
     inv[counts > 0] = 1.0 / np.sqrt(counts[counts > 0])
     vals = inv[items]
     dim = min(dim, n_items, max(n_users, 1))
-    if n_users * n_items <= 2.5e7:
+    if exact if exact is not None else n_users * n_items <= 2.5e7:
         a = np.zeros((n_users, n_items))
         a[users, items] = vals
         _, s, vt = np.linalg.svd(a, full_matrices=False)

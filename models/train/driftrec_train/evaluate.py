@@ -82,28 +82,36 @@ def sample_negatives(split: Split, n: int, mode: str, seed: int) -> np.ndarray:
     """``n`` distinct negatives per evaluated user, never the target or an earlier item.
 
     ``uni``: uniform over the other items. ``pop``: proportional to popularity over the fit
-    data (items with count 0 are never drawn), as in the BERT4Rec protocol. Draws are made in
-    order and the first ``n`` distinct valid ones kept, from a generator seeded per mode, so
-    every model sees the same negatives.
+    data, as in the BERT4Rec protocol; items with count 0 are drawn only when a user has fewer
+    than ``n`` allowed items with a positive count, and then uniformly to fill the gap. Draws
+    are made in order and the first ``n`` distinct allowed ones kept, from a generator seeded
+    per mode, so every model sees the same negatives. A user with fewer than ``n`` allowed
+    items at all is an error (use fewer negatives).
     """
     rng = np.random.default_rng([seed, SAMPLED_MODES.index(mode)])
     n_items = split.n_items
-    if mode == "pop":
-        pop = split.popularity()
-        cdf = np.cumsum(pop)
+    pop = split.popularity()
+    cdf = np.cumsum(pop)
+    if mode == "pop" and cdf[-1] > 0:
         cdf /= cdf[-1]
+    n_positive = int(np.count_nonzero(pop))
     out = np.empty((len(split.targets), n), dtype=np.int64)
     for k, (h, t) in enumerate(zip(split.histories, split.targets)):
-        banned = np.zeros(0, dtype=np.int64)
         banned = np.union1d(h, [t])
-        available = n_items - len(banned) if mode == "uni" else int(np.count_nonzero(pop) - np.count_nonzero(pop[banned]))
-        if available < n:
-            raise ValueError(f"user {int(split.users[k])} has only {available} possible negatives, {n} needed")
+        if n_items - len(banned) < n:
+            raise ValueError(f"user {int(split.users[k])} has only {n_items - len(banned)} items "
+                             f"left to sample {n} negatives from")
+        by_pop = mode == "pop" and n_positive - int(np.count_nonzero(pop[banned])) >= n
+        if mode == "pop" and not by_pop:
+            allowed = np.setdiff1d(np.flatnonzero(pop > 0), banned)
+            rest = np.setdiff1d(np.flatnonzero(pop == 0), banned)
+            out[k] = np.concatenate([allowed, rng.permutation(rest)[:n - len(allowed)]])
+            continue
         chosen = np.zeros(0, dtype=np.int64)
         while len(chosen) < n:
             size = 2 * (n - len(chosen)) + 8
-            draw = rng.integers(0, n_items, size) if mode == "uni" else \
-                np.searchsorted(cdf, rng.random(size), side="right")
+            draw = np.searchsorted(cdf, rng.random(size), side="right") if by_pop else \
+                rng.integers(0, n_items, size)
             draw = np.concatenate([chosen, draw[~np.isin(draw, banned)]])
             _, first = np.unique(draw, return_index=True)
             chosen = draw[np.sort(first)][:n]
