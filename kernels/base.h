@@ -8,6 +8,10 @@
 
 #include <stddef.h>
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 enum dr_status {
     DR_OK = 0,
     DR_ERR_INVALID_ARG,
@@ -40,7 +44,7 @@ enum dr_status dr_error_set(struct dr_error *err, enum dr_status code, const cha
             dr__assert_fail(#x, __FILE__, __LINE__);                                        \
     } while (0)
 
-_Noreturn void dr__assert_fail(const char *expr, const char *file, int line);
+__attribute__((noreturn)) void dr__assert_fail(const char *expr, const char *file, int line);
 
 /* Every buffer a kernel reads at full width is 64-byte aligned (one cache line, one zmm). */
 #define DR_ALIGNMENT 64
@@ -54,5 +58,9 @@ static inline size_t dr_round_up(size_t x, size_t multiple)
 {
     return (x + multiple - 1) / multiple * multiple;
 }
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* DR_BASE_H */

@@ -11,9 +11,10 @@
  *     scale per row, quantised on the fly;
  *   - weights: int8 in [-64, 63] (the weight quantiser emits [-63, 63]), one fp32 scale per
  *     output column, packed once at load into struct dr_packed_s8;
- *   - products accumulate exactly in int32.  On AVX2 the activations are shifted to u8
- *     (x ^ 0x80 == x + 128) for vpmaddubsw, whose pair sums then stay within int16
- *     (255 * 64 * 2 = 32640), and the packer's per-column 128 * sum(w) undoes the shift.
+ *   - products accumulate exactly in int32.  The packer stores weights biased to u8
+ *     (w + 64, in [0, 127]) because x86's byte multiplies (vpmaddubsw, vpdpbusd) take one
+ *     unsigned operand: a 7-bit unsigned weight times a signed activation keeps AVX2's int16
+ *     pair sums exact (127 * 128 * 2 = 32512), and 64 * sum(row of A) undoes the bias.
  *   - vectors in the ANN index: int8 in [-127, 127] (no -128, see dr_dot_s8_fn).
  */
 #ifndef DR_KERNELS_H
@@ -24,6 +25,10 @@
 #include <stdint.h>
 
 #include "base.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* ---- ISAs and CPU features ---------------------------------------------------------- */
 
@@ -62,15 +67,16 @@ bool dr_cpu_supports_isa(const struct dr_cpu_features *cpu, enum dr_isa isa);
 #define DR_PACK_S8_NR 16         /* output columns per panel */
 #define DR_PACK_S8_KR 4          /* consecutive k values per 32-bit group */
 #define DR_PACK_S8_VERSION 1
+#define DR_PACK_S8_BIAS 64       /* stored byte = weight + 64 */
 
 /* Panel layout (version 1): panel p holds columns [16p, 16p + 16); inside it, group g holds
  * k in [4g, 4g + 4) as 16 columns x 4 bytes, so one 64-byte line feeds one zmm, two ymm or
- * four NEON registers.  Columns past n and k past k are zero. */
+ * four NEON registers.  Each byte is w + DR_PACK_S8_BIAS (u8 in [0, 127]); padding (columns
+ * past n, k past k) holds weight 0. */
 struct dr_packed_s8 {
     size_t n, k;               /* logical output columns, reduction length */
     size_t n_padded, k_padded; /* multiples of DR_PACK_S8_NR and DR_PACK_S8_KR */
-    int8_t *data;              /* owned, aligned; n_padded * k_padded bytes */
-    int32_t *col_comp;         /* owned; n_padded: 128 * sum_k w[j][k] */
+    uint8_t *data;             /* owned, aligned; n_padded * k_padded bytes */
 };
 
 /* Packs w, an n x k row-major matrix (a torch Linear weight: [out][in]); ld_w >= k.
@@ -85,8 +91,10 @@ static inline int8_t dr_packed_s8_at(const struct dr_packed_s8 *packed, size_t j
 {
     size_t panel = j / DR_PACK_S8_NR, col = j % DR_PACK_S8_NR;
     size_t group = k / DR_PACK_S8_KR, lane = k % DR_PACK_S8_KR;
-    return packed->data[(panel * packed->k_padded + group * DR_PACK_S8_KR) * DR_PACK_S8_NR +
-                        col * DR_PACK_S8_KR + lane];
+    return (int8_t)(packed->data[(panel * packed->k_padded + group * DR_PACK_S8_KR) *
+                                     DR_PACK_S8_NR +
+                                 col * DR_PACK_S8_KR + lane] -
+                    DR_PACK_S8_BIAS);
 }
 
 /* Quantises fp32 weights (n x k, row-major) per output row to [-qmax, qmax]:
@@ -212,5 +220,9 @@ size_t dr_lstm_step_workspace_size(size_t batch, size_t hidden);
 void dr_lstm_step_s8(const struct dr_kernels *kern, const struct dr_lstm_weights *w,
                      size_t batch, const int8_t *x_q, size_t ld_x, const float *x_scale,
                      float *h, float *c, size_t ld_state, void *workspace);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif /* DR_KERNELS_H */

@@ -1,8 +1,8 @@
 /* pack.c: int8 weight quantisation and packing, done once at model load.
  *
  * The packed layout (kernels.h, version 1) is shared by every ISA so a model file packs the
- * same way everywhere; the reference kernels read it through dr_packed_s8_at.  The packer
- * also computes 128 * column sum, which undoes AVX2's u8 shift of the activations.
+ * same way everywhere; the reference kernels read it through dr_packed_s8_at.  Bytes are
+ * stored biased by +64 (u8 in [0, 127]) for x86's unsigned x signed byte multiplies.
  */
 #include "kernels.h"
 
@@ -31,26 +31,17 @@ enum dr_status dr_packed_s8_init(struct dr_packed_s8 *packed, size_t n, size_t k
     p.n_padded = dr_round_up(n, DR_PACK_S8_NR);
     p.k_padded = dr_round_up(k, DR_PACK_S8_KR);
     p.data = dr_aligned_alloc(p.n_padded * p.k_padded);
-    p.col_comp = dr_aligned_alloc(p.n_padded * sizeof(int32_t));
-    if (!p.data || !p.col_comp) {
-        dr_aligned_free(p.data);
-        dr_aligned_free(p.col_comp);
+    if (!p.data)
         return dr_error_set(err, DR_ERR_NOMEM, "pack: out of memory for %zux%zu weights", n, k);
-    }
-    memset(p.data, 0, p.n_padded * p.k_padded);
-    memset(p.col_comp, 0, p.n_padded * sizeof(int32_t));
+    memset(p.data, DR_PACK_S8_BIAS, p.n_padded * p.k_padded); /* padding: weight 0 */
 
     for (size_t j = 0; j < n; j++) {
         size_t panel = j / DR_PACK_S8_NR, col = j % DR_PACK_S8_NR;
-        int32_t sum = 0;
         for (size_t kk = 0; kk < k; kk++) {
             size_t group = kk / DR_PACK_S8_KR, lane = kk % DR_PACK_S8_KR;
-            int8_t v = w[j * ld_w + kk];
             p.data[(panel * p.k_padded + group * DR_PACK_S8_KR) * DR_PACK_S8_NR +
-                   col * DR_PACK_S8_KR + lane] = v;
-            sum += v;
+                   col * DR_PACK_S8_KR + lane] = (uint8_t)(w[j * ld_w + kk] + DR_PACK_S8_BIAS);
         }
-        p.col_comp[j] = 128 * sum;
     }
     *packed = p;
     return DR_OK;
@@ -61,7 +52,6 @@ void dr_packed_s8_deinit(struct dr_packed_s8 *packed)
     if (!packed)
         return;
     dr_aligned_free(packed->data);
-    dr_aligned_free(packed->col_comp);
     memset(packed, 0, sizeof *packed);
 }
 

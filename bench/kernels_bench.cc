@@ -1,0 +1,308 @@
+// kernels_bench.cc: the thin C++ main around Google Benchmark for the C kernel bodies.
+//
+// Reads shapes from bench/shapes/*.txt, registers one benchmark per (op, shape, M, ISA)
+// for every ISA this CPU runs (the scalar reference only when asked: it is the spec, not
+// a contender), measures the core's real clock, and prints one table -- op, M, N, K, ISA,
+// GOPS, % of int8 peak -- then writes it as JSON (default build/bench/kernels.json).
+// One thread: the kernels are single-threaded; the server splits work across cores.
+//
+// Usage: kernels_bench [--shapes DIR] [--json PATH] [--isa LIST] [--quick]
+//                      [Google Benchmark flags...]
+#include <benchmark/benchmark.h>
+#include <cjson/cJSON.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <dirent.h>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernels_bench_ops.h"
+
+#ifndef DR_GIT_SHA
+#define DR_GIT_SHA "unknown"
+#endif
+
+namespace {
+
+struct Spec {
+    std::string op, shape;
+    size_t m, n, k;
+    dr_isa isa;
+};
+
+struct Result {
+    double seconds_per_run = 0;
+    bool ok = false;
+};
+
+// int8 multiply-accumulate peak per cycle and core: AVX2 one vpmaddubsw+vpmaddwd+vpaddd
+// triple per cycle (32 MACs = 64 ops); AVX-512 VNNI two vpdpbusd per cycle (256 ops).
+double peak_ops_per_cycle(dr_isa isa)
+{
+    switch (isa) {
+    case DR_ISA_AVX2:
+        return 64;
+    case DR_ISA_AVX512:
+        return 128;
+    case DR_ISA_AVX512VNNI:
+        return 256;
+    case DR_ISA_NEONDOT:
+        return 64;
+    case DR_ISA_NEON:
+        return 32;
+    default:
+        return 0;
+    }
+}
+
+std::vector<size_t> parse_list(const std::string &s)
+{
+    std::vector<size_t> out;
+    std::stringstream ss(s);
+    std::string item;
+    while (std::getline(ss, item, ','))
+        if (!item.empty())
+            out.push_back(std::stoul(item));
+    return out;
+}
+
+bool read_shapes(const std::string &dir, std::vector<Spec> &specs, std::vector<dr_isa> isas,
+                 bool quick)
+{
+    DIR *d = opendir(dir.c_str());
+    if (!d) {
+        std::fprintf(stderr, "kernels_bench: cannot open shapes directory %s\n", dir.c_str());
+        return false;
+    }
+    std::vector<std::string> files;
+    while (dirent *e = readdir(d)) {
+        std::string name = e->d_name;
+        if (name.size() > 4 && name.substr(name.size() - 4) == ".txt")
+            files.push_back(dir + "/" + name);
+    }
+    closedir(d);
+    std::sort(files.begin(), files.end());
+    for (const auto &path : files) {
+        std::ifstream in(path);
+        std::string line;
+        int lineno = 0;
+        while (std::getline(in, line)) {
+            lineno++;
+            if (line.empty() || line[0] == '#')
+                continue;
+            std::stringstream ss(line);
+            std::string op, shape, ms;
+            size_t n = 0, k = 0;
+            if (!(ss >> op >> shape >> n >> k >> ms) || n == 0 || k == 0) {
+                std::fprintf(stderr, "%s:%d: expected 'op name N K M1,M2,...'\n", path.c_str(),
+                             lineno);
+                return false;
+            }
+            for (size_t m : parse_list(ms)) {
+                if (quick && m > 128)
+                    continue;
+                for (dr_isa isa : isas)
+                    specs.push_back({op, shape, m, n, k, isa});
+            }
+        }
+    }
+    return true;
+}
+
+class CollectingReporter : public benchmark::BenchmarkReporter {
+  public:
+    std::map<std::string, Result> results;
+    bool ReportContext(const Context &) override
+    {
+        return true;
+    }
+    void ReportRuns(const std::vector<Run> &runs) override
+    {
+        for (const auto &run : runs) {
+            // With repetitions, keep the median aggregate; without, the single run.
+            bool is_median = run.run_type == Run::RT_Aggregate && run.aggregate_name == "median";
+            bool single = run.run_type == Run::RT_Iteration && run.repetitions <= 1;
+            if (!is_median && !single)
+                continue;
+            if (run.error_occurred)
+                continue;
+            Result r;
+            r.seconds_per_run = run.GetAdjustedRealTime() / 1e9; // time unit is ns
+            r.ok = true;
+            results[run.run_name.function_name] = r;
+            std::fprintf(stderr, ".");
+        }
+    }
+};
+
+std::string bench_name(const Spec &s)
+{
+    return s.op + "/" + s.shape + "/M=" + std::to_string(s.m) + "/" + dr_isa_name(s.isa);
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    std::string shapes_dir = "bench/shapes", json_path = "build/bench/kernels.json";
+    std::string isa_list;
+    bool quick = false;
+    std::vector<char *> rest = {argv[0]};
+    for (int i = 1; i < argc; i++) {
+        std::string a = argv[i];
+        if (a == "--shapes" && i + 1 < argc)
+            shapes_dir = argv[++i];
+        else if (a == "--json" && i + 1 < argc)
+            json_path = argv[++i];
+        else if (a == "--isa" && i + 1 < argc)
+            isa_list = argv[++i];
+        else if (a == "--quick")
+            quick = true;
+        else if (a == "--help" || a == "-h") {
+            std::printf("usage: %s [--shapes DIR] [--json PATH] [--isa ref,avx2,...] [--quick] "
+                        "[--benchmark_* flags]\n",
+                        argv[0]);
+            return 0;
+        } else
+            rest.push_back(argv[i]);
+    }
+
+    std::vector<dr_isa> isas;
+    if (isa_list.empty()) {
+        for (int i = DR_ISA_AVX2; i < DR_ISA_COUNT; i++)
+            if (dr_kernels_for_isa(static_cast<dr_isa>(i)))
+                isas.push_back(static_cast<dr_isa>(i));
+        if (isas.empty())
+            isas.push_back(DR_ISA_REF);
+    } else {
+        for (const auto &name : [&] {
+                 std::vector<std::string> v;
+                 std::stringstream ss(isa_list);
+                 std::string t;
+                 while (std::getline(ss, t, ','))
+                     v.push_back(t);
+                 return v;
+             }()) {
+            dr_isa isa;
+            if (!dr_isa_parse(name.c_str(), &isa)) {
+                std::fprintf(stderr, "kernels_bench: unknown ISA '%s'\n", name.c_str());
+                return 2;
+            }
+            if (!dr_kernels_for_isa(isa)) {
+                std::printf("SKIP: isa %s (not built in or this CPU lacks it)\n", name.c_str());
+                continue;
+            }
+            isas.push_back(isa);
+        }
+    }
+
+    std::vector<Spec> specs;
+    if (!read_shapes(shapes_dir, specs, isas, quick))
+        return 2;
+
+    // Defaults that keep the whole run near a minute on 2 cores; flags given win.
+    bool has_min_time = false, has_reps = false;
+    for (char *a : rest) {
+        has_min_time |= std::strncmp(a, "--benchmark_min_time", 20) == 0;
+        has_reps |= std::strncmp(a, "--benchmark_repetitions", 23) == 0;
+    }
+    static char min_time[] = "--benchmark_min_time=0.1";
+    static char reps[] = "--benchmark_repetitions=3";
+    static char agg[] = "--benchmark_report_aggregates_only=true";
+    if (!has_min_time)
+        rest.push_back(min_time);
+    if (!has_reps)
+        rest.push_back(reps);
+    rest.push_back(agg);
+    int bargc = static_cast<int>(rest.size());
+    benchmark::Initialize(&bargc, rest.data());
+
+    std::vector<dr_bench_case *> cases;
+    for (const auto &s : specs) {
+        dr_bench_case *bc =
+            dr_bench_case_create(s.op.c_str(), dr_kernels_for_isa(s.isa), s.m, s.n, s.k);
+        if (!bc) {
+            std::fprintf(stderr, "kernels_bench: cannot set up %s\n", bench_name(s).c_str());
+            return 2;
+        }
+        cases.push_back(bc);
+        benchmark::RegisterBenchmark(bench_name(s).c_str(), [bc](benchmark::State &state) {
+            for (auto _ : state)
+                dr_bench_case_run(bc);
+            state.counters["ops"] = benchmark::Counter(dr_bench_case_ops(bc),
+                                                       benchmark::Counter::kIsIterationInvariantRate);
+        })->Unit(benchmark::kNanosecond);
+    }
+
+    const dr_cpu_features *cpu = dr_cpu_features_get();
+    double ghz = dr_bench_measure_ghz();
+    std::fprintf(stderr, "running %zu benchmarks", specs.size());
+    CollectingReporter reporter;
+    benchmark::RunSpecifiedBenchmarks(&reporter);
+    std::fprintf(stderr, "\n");
+
+    std::printf("driftrec kernels_bench  commit %s  cpu \"%s\"  clock %.2f GHz (measured)  "
+                "one thread\n",
+                DR_GIT_SHA, cpu->model_name, ghz);
+    std::printf("chosen table: isa=%s gemm=%s\n", dr_isa_name(dr_kernels_get()->isa),
+                dr_kernels_get()->gemm_s8_tile);
+    std::printf("%-8s %-20s %5s %5s %5s %-10s %9s %9s %7s\n", "op", "shape", "M", "N", "K", "isa",
+                "us/call", "GOPS", "%peak");
+
+    cJSON *rows = cJSON_CreateArray();
+    int n_rows = 0;
+    for (size_t i = 0; i < specs.size(); i++) {
+        const Spec &s = specs[i];
+        auto it = reporter.results.find(bench_name(s));
+        if (it == reporter.results.end() || !it->second.ok)
+            continue;
+        double secs = it->second.seconds_per_run;
+        double gops = dr_bench_case_ops(cases[i]) / secs / 1e9;
+        double peak = peak_ops_per_cycle(s.isa) * ghz;
+        double pct = peak > 0 ? 100.0 * gops / peak : 0.0;
+        std::printf("%-8s %-20s %5zu %5zu %5zu %-10s %9.2f %9.1f %6.1f%%\n", s.op.c_str(),
+                    s.shape.c_str(), s.m, s.n, s.k, dr_isa_name(s.isa), secs * 1e6, gops, pct);
+        cJSON *row = cJSON_CreateObject();
+        cJSON_AddStringToObject(row, "op", s.op.c_str());
+        cJSON_AddStringToObject(row, "shape", s.shape.c_str());
+        cJSON_AddNumberToObject(row, "M", static_cast<double>(s.m));
+        cJSON_AddNumberToObject(row, "N", static_cast<double>(s.n));
+        cJSON_AddNumberToObject(row, "K", static_cast<double>(s.k));
+        cJSON_AddStringToObject(row, "isa", dr_isa_name(s.isa));
+        cJSON_AddNumberToObject(row, "native_gops", gops);
+        cJSON_AddNullToObject(row, "onednn_gops"); // the oneDNN backend fills these
+        cJSON_AddNullToObject(row, "ratio");
+        if (peak > 0)
+            cJSON_AddNumberToObject(row, "pct_peak", pct);
+        else
+            cJSON_AddNullToObject(row, "pct_peak");
+        cJSON_AddItemToArray(rows, row);
+        n_rows++;
+    }
+    for (auto *bc : cases)
+        dr_bench_case_destroy(bc);
+
+    char *text = cJSON_Print(rows);
+    cJSON_Delete(rows);
+    std::string dir = json_path.substr(0, json_path.find_last_of('/'));
+    if (dir != json_path)
+        std::system(("mkdir -p '" + dir + "'").c_str());
+    FILE *f = std::fopen(json_path.c_str(), "w");
+    if (!f || std::fputs(text, f) < 0 || std::fclose(f) != 0) {
+        std::fprintf(stderr, "kernels_bench: cannot write %s\n", json_path.c_str());
+        std::free(text);
+        return 1;
+    }
+    std::free(text);
+    std::printf("wrote %s (%d rows); %% of peak = GOPS / (int8 ops per cycle of the ISA x "
+                "%.2f GHz); avx2: 64 ops/cycle = %.0f GOPS\n",
+                json_path.c_str(), n_rows, ghz, 64 * ghz);
+    benchmark::Shutdown();
+    return 0;
+}

@@ -1,0 +1,165 @@
+/* kernels_bench_ops.c: the measured work, in C, so the C++ main only drives and reports.
+ * Inputs are random but fixed (seeded), weights packed once, outside the timed region. */
+#include "kernels_bench_ops.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct dr_bench_case {
+    const struct dr_kernels *kern;
+    int is_lstm;
+    size_t m, n, k, hidden, input;
+    int8_t *a;
+    float *a_scale, *w_scale, *w_scale2, *bias, *c, *h, *cell;
+    struct dr_packed_s8 w, w2;
+    void *workspace;
+};
+
+static uint64_t rng = 0x2545F4914F6CDD1DULL;
+static int rand_in(int lo, int hi)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return lo + (int)(rng % (uint64_t)(hi - lo + 1));
+}
+
+static enum dr_status pack_random(struct dr_packed_s8 *p, size_t n, size_t k)
+{
+    int8_t *w = malloc(n * k);
+    if (!w)
+        return DR_ERR_NOMEM;
+    for (size_t i = 0; i < n * k; i++)
+        w[i] = (int8_t)rand_in(DR_S8_WEIGHT_MIN, DR_S8_WEIGHT_MAX);
+    enum dr_status st = dr_packed_s8_init(p, n, k, w, k, NULL);
+    free(w);
+    return st;
+}
+
+static float *floats(size_t n, float value)
+{
+    float *p = dr_aligned_alloc(n * sizeof(float));
+    if (p)
+        for (size_t i = 0; i < n; i++)
+            p[i] = value;
+    return p;
+}
+
+struct dr_bench_case *dr_bench_case_create(const char *op, const struct dr_kernels *kern,
+                                           size_t m, size_t n, size_t k)
+{
+    struct dr_bench_case *bc = calloc(1, sizeof *bc);
+    if (!bc)
+        return NULL;
+    bc->kern = kern;
+    bc->m = m;
+    bc->n = n;
+    bc->k = k;
+    if (strcmp(op, "lstm_s8") == 0) {
+        if (n % 4 || k <= n / 4)
+            goto fail;
+        bc->is_lstm = 1;
+        bc->hidden = n / 4;
+        bc->input = k - bc->hidden;
+        if (pack_random(&bc->w, n, bc->input) || pack_random(&bc->w2, n, bc->hidden))
+            goto fail;
+        bc->a = dr_aligned_alloc(m * bc->input);
+        bc->h = floats(m * bc->hidden, 0.1f);
+        bc->cell = floats(m * bc->hidden, 0.2f);
+        bc->workspace = dr_aligned_alloc(dr_lstm_step_workspace_size(m, bc->hidden));
+        bc->w_scale2 = floats(n, 0.01f);
+        if (!bc->a || !bc->h || !bc->cell || !bc->workspace || !bc->w_scale2)
+            goto fail;
+        for (size_t i = 0; i < m * bc->input; i++)
+            bc->a[i] = (int8_t)rand_in(-127, 127);
+    } else if (strcmp(op, "gemm_s8") == 0) {
+        if (pack_random(&bc->w, n, k))
+            goto fail;
+        bc->a = dr_aligned_alloc(m * k);
+        bc->c = floats(m * n, 0.0f);
+        if (!bc->a || !bc->c)
+            goto fail;
+        for (size_t i = 0; i < m * k; i++)
+            bc->a[i] = (int8_t)rand_in(-128, 127);
+    } else {
+        goto fail;
+    }
+    bc->a_scale = floats(m, 0.02f);
+    bc->w_scale = floats(n, 0.01f);
+    bc->bias = floats(n, 0.5f);
+    if (!bc->a_scale || !bc->w_scale || !bc->bias)
+        goto fail;
+    return bc;
+fail:
+    dr_bench_case_destroy(bc);
+    return NULL;
+}
+
+void dr_bench_case_run(struct dr_bench_case *bc)
+{
+    if (bc->is_lstm) {
+        struct dr_lstm_weights w = {.w_ih = &bc->w,
+                                    .w_hh = &bc->w2,
+                                    .w_ih_scale = bc->w_scale,
+                                    .w_hh_scale = bc->w_scale2,
+                                    .bias = bc->bias};
+        dr_lstm_step_s8(bc->kern, &w, bc->m, bc->a, bc->input, bc->a_scale, bc->h, bc->cell,
+                        bc->hidden, bc->workspace);
+        return;
+    }
+    struct dr_gemm_epilogue ep = {
+        .a_scale = bc->a_scale, .w_scale = bc->w_scale, .bias = bc->bias, .act = DR_ACT_NONE};
+    bc->kern->gemm_s8s8f32(bc->m, bc->a, bc->k, &bc->w, bc->c, bc->n, &ep);
+}
+
+double dr_bench_case_ops(const struct dr_bench_case *bc)
+{
+    return 2.0 * (double)bc->m * (double)bc->n * (double)bc->k;
+}
+
+void dr_bench_case_destroy(struct dr_bench_case *bc)
+{
+    if (!bc)
+        return;
+    dr_packed_s8_deinit(&bc->w);
+    dr_packed_s8_deinit(&bc->w2);
+    void *bufs[] = {bc->a,  bc->a_scale, bc->w_scale, bc->w_scale2,  bc->bias,
+                    bc->c,  bc->h,       bc->cell,    bc->workspace};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        dr_aligned_free(bufs[i]);
+    free(bc);
+}
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+double dr_bench_measure_ghz(void)
+{
+#if defined(__x86_64__)
+    /* 8 dependent imuls per iteration, 3 cycles each on every x86 core since Nehalem and
+     * on AMD Zen.  (Chains of add-immediate are no clock: newer Intel cores fold them at
+     * rename.)  Best of 5. */
+    double best = 0.0;
+    for (int rep = 0; rep < 5; rep++) {
+        uint64_t iters = 10 * 1000 * 1000, x = 1;
+        double t0 = now_ns();
+        __asm__ volatile("1:\n\t"
+                         "imul %0, %0\n\timul %0, %0\n\timul %0, %0\n\timul %0, %0\n\t"
+                         "imul %0, %0\n\timul %0, %0\n\timul %0, %0\n\timul %0, %0\n\t"
+                         "dec %1\n\tjnz 1b"
+                         : "+r"(x), "+r"(iters));
+        double ghz = 3.0 * 8.0 * 10e6 / (now_ns() - t0);
+        if (ghz > best)
+            best = ghz;
+    }
+    return best;
+#else
+    return 0.0; /* unknown: the report then omits % of peak */
+#endif
+}
