@@ -28,7 +28,8 @@
 #define DR_GIT_SHA "unknown"
 #endif
 
-namespace {
+namespace
+{
 
 struct Spec {
     std::string op, shape;
@@ -115,7 +116,8 @@ bool read_shapes(const std::string &dir, std::vector<Spec> &specs, std::vector<d
     return true;
 }
 
-class CollectingReporter : public benchmark::BenchmarkReporter {
+class CollectingReporter : public benchmark::BenchmarkReporter
+{
   public:
     std::map<std::string, Result> results;
     bool ReportContext(const Context &) override
@@ -235,8 +237,8 @@ int main(int argc, char **argv)
         benchmark::RegisterBenchmark(bench_name(s).c_str(), [bc](benchmark::State &state) {
             for (auto _ : state)
                 dr_bench_case_run(bc);
-            state.counters["ops"] = benchmark::Counter(dr_bench_case_ops(bc),
-                                                       benchmark::Counter::kIsIterationInvariantRate);
+            state.counters["ops"] = benchmark::Counter(
+                dr_bench_case_ops(bc), benchmark::Counter::kIsIterationInvariantRate);
         })->Unit(benchmark::kNanosecond);
     }
 

@@ -47,8 +47,8 @@ static float *floats(size_t n, float value)
     return p;
 }
 
-struct dr_bench_case *dr_bench_case_create(const char *op, const struct dr_kernels *kern,
-                                           size_t m, size_t n, size_t k)
+struct dr_bench_case *dr_bench_case_create(const char *op, const struct dr_kernels *kern, size_t m,
+                                           size_t n, size_t k)
 {
     struct dr_bench_case *bc = calloc(1, sizeof *bc);
     if (!bc)
@@ -125,8 +125,8 @@ void dr_bench_case_destroy(struct dr_bench_case *bc)
         return;
     dr_packed_s8_deinit(&bc->w);
     dr_packed_s8_deinit(&bc->w2);
-    void *bufs[] = {bc->a,  bc->a_scale, bc->w_scale, bc->w_scale2,  bc->bias,
-                    bc->c,  bc->h,       bc->cell,    bc->workspace};
+    void *bufs[] = {bc->a, bc->a_scale, bc->w_scale, bc->w_scale2, bc->bias,
+                    bc->c, bc->h,       bc->cell,    bc->workspace};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         dr_aligned_free(bufs[i]);
     free(bc);

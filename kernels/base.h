@@ -38,10 +38,10 @@ enum dr_status dr_error_set(struct dr_error *err, enum dr_status code, const cha
     __attribute__((format(printf, 3, 4)));
 
 /* On in every build: guards invariants whose violation means memory is already unsafe. */
-#define DR_ASSERT(x)                                                                        \
-    do {                                                                                    \
-        if (!(x))                                                                           \
-            dr__assert_fail(#x, __FILE__, __LINE__);                                        \
+#define DR_ASSERT(x)                                                                               \
+    do {                                                                                           \
+        if (!(x))                                                                                  \
+            dr__assert_fail(#x, __FILE__, __LINE__);                                               \
     } while (0)
 
 __attribute__((noreturn)) void dr__assert_fail(const char *expr, const char *file, int line);

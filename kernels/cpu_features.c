@@ -30,7 +30,7 @@ static void detect(struct dr_cpu_features *f)
     bool has_fma = (ecx >> 12) & 1;
     bool has_avx = (ecx >> 28) & 1;
     uint64_t xcr0 = has_osxsave ? read_xcr0() : 0;
-    bool os_ymm = (xcr0 & 0x6) == 0x6;          /* SSE + AVX state */
+    bool os_ymm = (xcr0 & 0x6) == 0x6;             /* SSE + AVX state */
     bool os_zmm = os_ymm && (xcr0 & 0xe0) == 0xe0; /* opmask, ZMM_Hi256, Hi16_ZMM */
 
     unsigned int max_leaf = __get_cpuid_max(0, NULL);
@@ -108,8 +108,8 @@ const struct dr_cpu_features *dr_cpu_features_get(void)
 
 bool dr_cpu_supports_isa(const struct dr_cpu_features *cpu, enum dr_isa isa)
 {
-    bool avx512 = cpu->has_avx512f && cpu->has_avx512bw && cpu->has_avx512vl &&
-                  cpu->has_avx512dq && cpu->has_fma;
+    bool avx512 = cpu->has_avx512f && cpu->has_avx512bw && cpu->has_avx512vl && cpu->has_avx512dq &&
+                  cpu->has_fma;
     switch (isa) {
     case DR_ISA_REF:
         return true;

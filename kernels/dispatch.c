@@ -13,8 +13,9 @@
 #include <threads.h>
 
 static const char *const isa_names[DR_ISA_COUNT] = {
-    [DR_ISA_REF] = "ref",         [DR_ISA_AVX2] = "avx2", [DR_ISA_AVX512] = "avx512",
-    [DR_ISA_AVX512VNNI] = "avx512vnni", [DR_ISA_NEON] = "neon", [DR_ISA_NEONDOT] = "neondot",
+    [DR_ISA_REF] = "ref",       [DR_ISA_AVX2] = "avx2",
+    [DR_ISA_AVX512] = "avx512", [DR_ISA_AVX512VNNI] = "avx512vnni",
+    [DR_ISA_NEON] = "neon",     [DR_ISA_NEONDOT] = "neondot",
 };
 
 const char *dr_isa_name(enum dr_isa isa)

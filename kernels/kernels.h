@@ -47,7 +47,7 @@ const char *dr_isa_name(enum dr_isa isa);
 bool dr_isa_parse(const char *name, enum dr_isa *out);
 
 struct dr_cpu_features {
-    bool has_avx2, has_fma;                                  /* and the OS saves YMM */
+    bool has_avx2, has_fma;                                     /* and the OS saves YMM */
     bool has_avx512f, has_avx512bw, has_avx512vl, has_avx512dq; /* and the OS saves ZMM */
     bool has_avx512vnni;
     bool has_neon, has_neon_dotprod, has_neon_i8mm;
@@ -60,14 +60,14 @@ bool dr_cpu_supports_isa(const struct dr_cpu_features *cpu, enum dr_isa isa);
 
 /* ---- int8 weights, packed once at load ---------------------------------------------- */
 
-#define DR_S8_WEIGHT_MIN (-64)
-#define DR_S8_WEIGHT_MAX 63
-#define DR_S8_WEIGHT_QMAX 63     /* the weight quantiser's range: [-63, 63] */
-#define DR_S8_ACT_QMAX 127       /* the activation quantiser's range: [-127, 127] */
-#define DR_PACK_S8_NR 16         /* output columns per panel */
-#define DR_PACK_S8_KR 4          /* consecutive k values per 32-bit group */
+#define DR_S8_WEIGHT_MIN   (-64)
+#define DR_S8_WEIGHT_MAX   63
+#define DR_S8_WEIGHT_QMAX  63  /* the weight quantiser's range: [-63, 63] */
+#define DR_S8_ACT_QMAX     127 /* the activation quantiser's range: [-127, 127] */
+#define DR_PACK_S8_NR      16  /* output columns per panel */
+#define DR_PACK_S8_KR      4   /* consecutive k values per 32-bit group */
 #define DR_PACK_S8_VERSION 1
-#define DR_PACK_S8_BIAS 64       /* stored byte = weight + 64 */
+#define DR_PACK_S8_BIAS    64 /* stored byte = weight + 64 */
 
 /* Panel layout (version 1): panel p holds columns [16p, 16p + 16); inside it, group g holds
  * k in [4g, 4g + 4) as 16 columns x 4 bytes, so one 64-byte line feeds one zmm, two ymm or
@@ -82,8 +82,8 @@ struct dr_packed_s8 {
 /* Packs w, an n x k row-major matrix (a torch Linear weight: [out][in]); ld_w >= k.
  * Fails with DR_ERR_INVALID_ARG if a weight is outside [DR_S8_WEIGHT_MIN, DR_S8_WEIGHT_MAX]
  * (err names it) and DR_ERR_NOMEM if allocation fails; on failure *packed is untouched. */
-enum dr_status dr_packed_s8_init(struct dr_packed_s8 *packed, size_t n, size_t k,
-                                 const int8_t *w, size_t ld_w, struct dr_error *err);
+enum dr_status dr_packed_s8_init(struct dr_packed_s8 *packed, size_t n, size_t k, const int8_t *w,
+                                 size_t ld_w, struct dr_error *err);
 void dr_packed_s8_deinit(struct dr_packed_s8 *packed); /* zeroed or deinited: no-op */
 
 /* w[j][k] read back from the packed layout (the reference kernels read through this). */
@@ -91,16 +91,16 @@ static inline int8_t dr_packed_s8_at(const struct dr_packed_s8 *packed, size_t j
 {
     size_t panel = j / DR_PACK_S8_NR, col = j % DR_PACK_S8_NR;
     size_t group = k / DR_PACK_S8_KR, lane = k % DR_PACK_S8_KR;
-    return (int8_t)(packed->data[(panel * packed->k_padded + group * DR_PACK_S8_KR) *
-                                     DR_PACK_S8_NR +
-                                 col * DR_PACK_S8_KR + lane] -
-                    DR_PACK_S8_BIAS);
+    return (
+        int8_t)(packed->data[(panel * packed->k_padded + group * DR_PACK_S8_KR) * DR_PACK_S8_NR +
+                             col * DR_PACK_S8_KR + lane] -
+                DR_PACK_S8_BIAS);
 }
 
 /* Quantises fp32 weights (n x k, row-major) per output row to [-qmax, qmax]:
  * scale[j] = max|w[j][:]| / qmax, q = round-half-even(w / scale).  Load time only. */
-void dr_quantize_weights_s8(size_t n, size_t k, const float *w, size_t ld_w, int qmax,
-                            int8_t *q, size_t ld_q, float *scales);
+void dr_quantize_weights_s8(size_t n, size_t k, const float *w, size_t ld_w, int qmax, int8_t *q,
+                            size_t ld_q, float *scales);
 
 /* ---- kernel signatures --------------------------------------------------------------- */
 
@@ -128,13 +128,12 @@ typedef void (*dr_gemm_s8s8f32_fn)(size_t m, const int8_t *a, size_t lda,
 /* C = A * B (+ bias[j] if bias), fp32.  A is m x k (lda).  In the _nn form B is k x n
  * (row stride ldb); in the _nt form B is n x k, a torch Linear weight or attention's K. */
 typedef void (*dr_gemm_f32_fn)(size_t m, size_t n, size_t k, const float *a, size_t lda,
-                               const float *b, size_t ldb, const float *bias, float *c,
-                               size_t ldc);
+                               const float *b, size_t ldb, const float *bias, float *c, size_t ldc);
 
 /* Per row: scale = max|x| / 127; q = round-half-even(x * (127 / max|x|)) in [-127, 127].
  * An all-zero row gets scale 0 and q = 0.  Bit-exact on every ISA. */
-typedef void (*dr_quantize_rows_s8_fn)(size_t m, size_t k, const float *x, size_t ldx,
-                                       int8_t *q, size_t ldq, float *scales);
+typedef void (*dr_quantize_rows_s8_fn)(size_t m, size_t k, const float *x, size_t ldx, int8_t *q,
+                                       size_t ldq, float *scales);
 /* x = q * scale[row]. */
 typedef void (*dr_dequantize_rows_s8_fn)(size_t m, size_t k, const int8_t *q, size_t ldq,
                                          const float *scales, float *x, size_t ldx);
@@ -217,9 +216,9 @@ struct dr_lstm_weights {
     const float *bias;                      /* 4*hidden (b_ih + b_hh), or NULL */
 };
 size_t dr_lstm_step_workspace_size(size_t batch, size_t hidden);
-void dr_lstm_step_s8(const struct dr_kernels *kern, const struct dr_lstm_weights *w,
-                     size_t batch, const int8_t *x_q, size_t ld_x, const float *x_scale,
-                     float *h, float *c, size_t ld_state, void *workspace);
+void dr_lstm_step_s8(const struct dr_kernels *kern, const struct dr_lstm_weights *w, size_t batch,
+                     const int8_t *x_q, size_t ld_x, const float *x_scale, float *h, float *c,
+                     size_t ld_state, void *workspace);
 
 #ifdef __cplusplus
 }

@@ -22,9 +22,9 @@ size_t dr_lstm_step_workspace_size(size_t batch, size_t hidden)
            dr_round_up(batch * sizeof(float), DR_ALIGNMENT);
 }
 
-void dr_lstm_step_s8(const struct dr_kernels *kern, const struct dr_lstm_weights *w,
-                     size_t batch, const int8_t *x_q, size_t ld_x, const float *x_scale,
-                     float *h, float *c, size_t ld_state, void *workspace)
+void dr_lstm_step_s8(const struct dr_kernels *kern, const struct dr_lstm_weights *w, size_t batch,
+                     const int8_t *x_q, size_t ld_x, const float *x_scale, float *h, float *c,
+                     size_t ld_state, void *workspace)
 {
     size_t hidden = w->w_hh->k;
     DR_ASSERT(w->w_ih->n == 4 * hidden && w->w_hh->n == 4 * hidden);

@@ -9,13 +9,13 @@
 #include <math.h>
 #include <string.h>
 
-enum dr_status dr_packed_s8_init(struct dr_packed_s8 *packed, size_t n, size_t k,
-                                 const int8_t *w, size_t ld_w, struct dr_error *err)
+enum dr_status dr_packed_s8_init(struct dr_packed_s8 *packed, size_t n, size_t k, const int8_t *w,
+                                 size_t ld_w, struct dr_error *err)
 {
     if (n == 0 || k == 0 || !w || ld_w < k)
         return dr_error_set(err, DR_ERR_INVALID_ARG,
-                            "pack: bad shape n=%zu k=%zu ld_w=%zu (need n, k > 0, ld_w >= k)",
-                            n, k, ld_w);
+                            "pack: bad shape n=%zu k=%zu ld_w=%zu (need n, k > 0, ld_w >= k)", n, k,
+                            ld_w);
     for (size_t j = 0; j < n; j++) {
         for (size_t kk = 0; kk < k; kk++) {
             int v = w[j * ld_w + kk];
@@ -55,8 +55,8 @@ void dr_packed_s8_deinit(struct dr_packed_s8 *packed)
     memset(packed, 0, sizeof *packed);
 }
 
-void dr_quantize_weights_s8(size_t n, size_t k, const float *w, size_t ld_w, int qmax,
-                            int8_t *q, size_t ld_q, float *scales)
+void dr_quantize_weights_s8(size_t n, size_t k, const float *w, size_t ld_w, int qmax, int8_t *q,
+                            size_t ld_q, float *scales)
 {
     for (size_t j = 0; j < n; j++) {
         const float *row = w + j * ld_w;

@@ -6,8 +6,8 @@ static inline size_t row_of(const uint32_t *ids, size_t i)
     return ids ? ids[i] : i;
 }
 
-void dr_dot_s8__ref(size_t dim, const int8_t *q, const int8_t *base, size_t ld,
-                    const uint32_t *ids, size_t n, int32_t *out)
+void dr_dot_s8__ref(size_t dim, const int8_t *q, const int8_t *base, size_t ld, const uint32_t *ids,
+                    size_t n, int32_t *out)
 {
     for (size_t i = 0; i < n; i++) {
         const int8_t *v = base + row_of(ids, i) * ld;
@@ -32,8 +32,8 @@ void dr_l2sq_s8__ref(size_t dim, const int8_t *q, const int8_t *base, size_t ld,
     }
 }
 
-void dr_dot_f32__ref(size_t dim, const float *q, const float *base, size_t ld,
-                     const uint32_t *ids, size_t n, float *out)
+void dr_dot_f32__ref(size_t dim, const float *q, const float *base, size_t ld, const uint32_t *ids,
+                     size_t n, float *out)
 {
     for (size_t i = 0; i < n; i++) {
         const float *v = base + row_of(ids, i) * ld;
@@ -44,8 +44,8 @@ void dr_dot_f32__ref(size_t dim, const float *q, const float *base, size_t ld,
     }
 }
 
-void dr_l2sq_f32__ref(size_t dim, const float *q, const float *base, size_t ld,
-                      const uint32_t *ids, size_t n, float *out)
+void dr_l2sq_f32__ref(size_t dim, const float *q, const float *base, size_t ld, const uint32_t *ids,
+                      size_t n, float *out)
 {
     for (size_t i = 0; i < n; i++) {
         const float *v = base + row_of(ids, i) * ld;

@@ -1,8 +1,8 @@
 /* gemm_f32_ref.c: fp32 matrix products (the models' fp32 path and attention), plain loops. */
 #include "ref.h"
 
-void dr_gemm_f32_nn__ref(size_t m, size_t n, size_t k, const float *a, size_t lda,
-                         const float *b, size_t ldb, const float *bias, float *c, size_t ldc)
+void dr_gemm_f32_nn__ref(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b,
+                         size_t ldb, const float *bias, float *c, size_t ldc)
 {
     for (size_t i = 0; i < m; i++) {
         for (size_t j = 0; j < n; j++) {
@@ -14,8 +14,8 @@ void dr_gemm_f32_nn__ref(size_t m, size_t n, size_t k, const float *a, size_t ld
     }
 }
 
-void dr_gemm_f32_nt__ref(size_t m, size_t n, size_t k, const float *a, size_t lda,
-                         const float *b, size_t ldb, const float *bias, float *c, size_t ldc)
+void dr_gemm_f32_nt__ref(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b,
+                         size_t ldb, const float *bias, float *c, size_t ldc)
 {
     for (size_t i = 0; i < m; i++) {
         for (size_t j = 0; j < n; j++) {

@@ -5,8 +5,8 @@
 
 #include <math.h>
 
-void dr_quantize_rows_s8__ref(size_t m, size_t k, const float *x, size_t ldx, int8_t *q,
-                              size_t ldq, float *scales)
+void dr_quantize_rows_s8__ref(size_t m, size_t k, const float *x, size_t ldx, int8_t *q, size_t ldq,
+                              float *scales)
 {
     for (size_t i = 0; i < m; i++) {
         const float *row = x + i * ldx;

@@ -15,8 +15,8 @@ static inline const void *row_ptr(const void *base, size_t elem_size, size_t ld,
     return (const char *)base + (ids ? ids[i] : i) * ld * elem_size;
 }
 
-static inline void prefetch_row(const void *base, size_t elem_size, size_t ld,
-                                const uint32_t *ids, size_t i, size_t n, size_t dim)
+static inline void prefetch_row(const void *base, size_t elem_size, size_t ld, const uint32_t *ids,
+                                size_t i, size_t n, size_t dim)
 {
     if (ids && i + 2 < n) {
         const char *p = row_ptr(base, elem_size, ld, ids, i + 2);
@@ -70,8 +70,8 @@ void dr_l2sq_s8__avx2(size_t dim, const int8_t *q, const int8_t *base, size_t ld
     }
 }
 
-void dr_dot_f32__avx2(size_t dim, const float *q, const float *base, size_t ld,
-                      const uint32_t *ids, size_t n, float *out)
+void dr_dot_f32__avx2(size_t dim, const float *q, const float *base, size_t ld, const uint32_t *ids,
+                      size_t n, float *out)
 {
     size_t d8 = dim & ~(size_t)7;
     __m256i tail = dr__tail_mask_avx2(dim - d8);
@@ -114,8 +114,8 @@ void dr_l2sq_f32__avx2(size_t dim, const float *q, const float *base, size_t ld,
             acc0 = _mm256_fmadd_ps(e0, e0, acc0);
         }
         if (d8 < dim) {
-            __m256 e1 = _mm256_sub_ps(_mm256_maskload_ps(q + d8, tail),
-                                      _mm256_maskload_ps(v + d8, tail));
+            __m256 e1 =
+                _mm256_sub_ps(_mm256_maskload_ps(q + d8, tail), _mm256_maskload_ps(v + d8, tail));
             acc1 = _mm256_fmadd_ps(e1, e1, acc1);
         }
         out[i] = dr__hsum_avx2(_mm256_add_ps(acc0, acc1));

@@ -12,9 +12,10 @@
 #define NN_MR 6
 #define NN_NR 16
 
-static inline __attribute__((always_inline)) void
-nn_tile(size_t mr, size_t nr, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
-        const float *bias, float *c, size_t ldc)
+static inline __attribute__((always_inline)) void nn_tile(size_t mr, size_t nr, size_t k,
+                                                          const float *a, size_t lda,
+                                                          const float *b, size_t ldb,
+                                                          const float *bias, float *c, size_t ldc)
 {
     __m256 acc[NN_MR][2];
     for (size_t r = 0; r < NN_MR; r++)
@@ -56,8 +57,8 @@ nn_tile(size_t mr, size_t nr, size_t k, const float *a, size_t lda, const float 
 }
 
 static inline __attribute__((always_inline)) void
-nn_row_block(size_t mr, size_t n, size_t k, const float *a, size_t lda, const float *b,
-             size_t ldb, const float *bias, float *c, size_t ldc)
+nn_row_block(size_t mr, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
+             const float *bias, float *c, size_t ldc)
 {
     size_t j = 0;
     for (; j + NN_NR <= n; j += NN_NR)
@@ -66,8 +67,8 @@ nn_row_block(size_t mr, size_t n, size_t k, const float *a, size_t lda, const fl
         nn_tile(mr, n - j, k, a, lda, b + j, ldb, bias ? bias + j : NULL, c + j, ldc);
 }
 
-void dr_gemm_f32_nn__avx2(size_t m, size_t n, size_t k, const float *a, size_t lda,
-                          const float *b, size_t ldb, const float *bias, float *c, size_t ldc)
+void dr_gemm_f32_nn__avx2(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b,
+                          size_t ldb, const float *bias, float *c, size_t ldc)
 {
     size_t i = 0;
     for (; i + NN_MR <= m; i += NN_MR)
@@ -96,9 +97,10 @@ void dr_gemm_f32_nn__avx2(size_t m, size_t n, size_t k, const float *a, size_t l
 #define NT_MR 2
 #define NT_NR 4
 
-static inline __attribute__((always_inline)) void
-nt_tile(size_t mr, size_t nr, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
-        const float *bias, float *c, size_t ldc)
+static inline __attribute__((always_inline)) void nt_tile(size_t mr, size_t nr, size_t k,
+                                                          const float *a, size_t lda,
+                                                          const float *b, size_t ldb,
+                                                          const float *bias, float *c, size_t ldc)
 {
     __m256 acc[NT_MR][NT_NR];
     for (size_t r = 0; r < NT_MR; r++)
@@ -132,8 +134,8 @@ nt_tile(size_t mr, size_t nr, size_t k, const float *a, size_t lda, const float 
 }
 
 static inline __attribute__((always_inline)) void
-nt_row_block(size_t mr, size_t n, size_t k, const float *a, size_t lda, const float *b,
-             size_t ldb, const float *bias, float *c, size_t ldc)
+nt_row_block(size_t mr, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
+             const float *bias, float *c, size_t ldc)
 {
     size_t j = 0;
     for (; j + NT_NR <= n; j += NT_NR)
@@ -142,8 +144,8 @@ nt_row_block(size_t mr, size_t n, size_t k, const float *a, size_t lda, const fl
         nt_tile(mr, 1, k, a, lda, b + j * ldb, ldb, bias ? bias + j : NULL, c + j, ldc);
 }
 
-void dr_gemm_f32_nt__avx2(size_t m, size_t n, size_t k, const float *a, size_t lda,
-                          const float *b, size_t ldb, const float *bias, float *c, size_t ldc)
+void dr_gemm_f32_nt__avx2(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b,
+                          size_t ldb, const float *bias, float *c, size_t ldc)
 {
     size_t i = 0;
     for (; i + NT_MR <= m; i += NT_MR)

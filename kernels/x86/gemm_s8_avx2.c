@@ -17,9 +17,9 @@
 
 #include <string.h>
 
-#define MR 4
-#define NR DR_PACK_S8_NR
-#define A_BLOCK_BYTES (128 * 1024)
+#define MR             4
+#define NR             DR_PACK_S8_NR
+#define A_BLOCK_BYTES  (128 * 1024)
 #define MAX_BLOCK_ROWS 256
 
 static int32_t row_sum_s8(const int8_t *row, size_t k)
@@ -38,9 +38,9 @@ static int32_t row_sum_s8(const int8_t *row, size_t k)
 }
 
 /* acc[r][h] = sum over k of A[r][k] * (W[k][8h + lane] + 64), for r < mr. */
-static inline __attribute__((always_inline)) void
-tile_accumulate(size_t mr, const int8_t *a, size_t lda, const uint8_t *panel, size_t k,
-                __m256i acc[MR][2])
+static inline __attribute__((always_inline)) void tile_accumulate(size_t mr, const int8_t *a,
+                                                                  size_t lda, const uint8_t *panel,
+                                                                  size_t k, __m256i acc[MR][2])
 {
     const __m256i ones = _mm256_set1_epi16(1);
     for (size_t r = 0; r < MR; r++)
@@ -67,18 +67,17 @@ tile_accumulate(size_t mr, const int8_t *a, size_t lda, const uint8_t *panel, si
             int32_t word = 0;
             memcpy(&word, a + r * lda + k_full, k - k_full);
             __m256i av = _mm256_set1_epi32(word);
-            acc[r][0] = _mm256_add_epi32(acc[r][0],
-                                         _mm256_madd_epi16(_mm256_maddubs_epi16(b0, av), ones));
-            acc[r][1] = _mm256_add_epi32(acc[r][1],
-                                         _mm256_madd_epi16(_mm256_maddubs_epi16(b1, av), ones));
+            acc[r][0] =
+                _mm256_add_epi32(acc[r][0], _mm256_madd_epi16(_mm256_maddubs_epi16(b0, av), ones));
+            acc[r][1] =
+                _mm256_add_epi32(acc[r][1], _mm256_madd_epi16(_mm256_maddubs_epi16(b1, av), ones));
         }
     }
 }
 
 /* The fp32 epilogue for 8 columns: act(acc * a_scale * w_scale + bias) (+ old c). */
-static inline __m256 epilogue8(__m256i acc, __m256 a_scale, const float *w_scale,
-                               const float *bias, const struct dr_gemm_epilogue *ep,
-                               const float *c_old)
+static inline __m256 epilogue8(__m256i acc, __m256 a_scale, const float *w_scale, const float *bias,
+                               const struct dr_gemm_epilogue *ep, const float *c_old)
 {
     __m256 v = _mm256_cvtepi32_ps(acc);
     __m256 s = _mm256_mul_ps(a_scale, _mm256_loadu_ps(w_scale));
@@ -95,8 +94,7 @@ static inline __m256 epilogue8(__m256i acc, __m256 a_scale, const float *w_scale
  * old outputs then go through padded copies so every vector access stays in bounds. */
 static inline __attribute__((always_inline)) void
 tile(size_t mr, const int8_t *a, size_t lda, const struct dr_packed_s8 *b, size_t panel_idx,
-     const int32_t *row_sums, void *c, size_t ldc, const struct dr_gemm_epilogue *ep,
-     size_t row0)
+     const int32_t *row_sums, void *c, size_t ldc, const struct dr_gemm_epilogue *ep, size_t row0)
 {
     __m256i acc[MR][2];
     tile_accumulate(mr, a, lda, b->data + panel_idx * b->k_padded * NR, b->k, acc);
@@ -148,9 +146,10 @@ tile(size_t mr, const int8_t *a, size_t lda, const struct dr_packed_s8 *b, size_
     }
 }
 
-static inline __attribute__((always_inline)) void
-gemm(size_t m, const int8_t *a, size_t lda, const struct dr_packed_s8 *b, void *c, size_t ldc,
-     const struct dr_gemm_epilogue *ep)
+static inline __attribute__((always_inline)) void gemm(size_t m, const int8_t *a, size_t lda,
+                                                       const struct dr_packed_s8 *b, void *c,
+                                                       size_t ldc,
+                                                       const struct dr_gemm_epilogue *ep)
 {
     size_t n_panels = b->n_padded / NR;
     size_t block = A_BLOCK_BYTES / b->k / MR * MR;
@@ -163,8 +162,8 @@ gemm(size_t m, const int8_t *a, size_t lda, const struct dr_packed_s8 *b, void *
         for (size_t p = 0; p < n_panels; p++) {
             size_t i = i0;
             for (; i + MR <= i_end; i += MR)
-                tile(MR, a + i * lda, lda, b, p, row_sums + (i - i0), (char *)c + i * ldc * 4,
-                     ldc, ep, i);
+                tile(MR, a + i * lda, lda, b, p, row_sums + (i - i0), (char *)c + i * ldc * 4, ldc,
+                     ep, i);
             size_t rest = i_end - i;
             const int32_t *rs = row_sums + (i - i0);
             char *ci = (char *)c + i * ldc * 4;

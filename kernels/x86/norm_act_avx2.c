@@ -35,8 +35,8 @@ void dr_layernorm_f32__avx2(size_t m, size_t n, const float *x, size_t ldx, cons
         __m256 inv_std = _mm256_set1_ps((float)(1.0 / sqrt((double)var + (double)eps)));
         for (size_t j = 0; j < n8; j += 8) {
             __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(row + j), vmean), inv_std);
-            _mm256_storeu_ps(out + j, _mm256_fmadd_ps(d, _mm256_loadu_ps(gamma + j),
-                                                      _mm256_loadu_ps(beta + j)));
+            _mm256_storeu_ps(
+                out + j, _mm256_fmadd_ps(d, _mm256_loadu_ps(gamma + j), _mm256_loadu_ps(beta + j)));
         }
         if (n8 < n) {
             __m256 d =
@@ -78,8 +78,8 @@ void dr_softmax_f32__avx2(size_t m, size_t n, float *x, size_t ldx, size_t n_val
             __m256 vm = _mm256_set1_ps(max);
             __m256 sum = _mm256_setzero_ps();
             for (size_t j = 0; j < v8; j += 8) {
-                __m256 e = dr__exp_avx2(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm),
-                                                      vscale));
+                __m256 e = dr__exp_avx2(
+                    _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(row + j), vm), vscale));
                 _mm256_storeu_ps(row + j, e);
                 sum = _mm256_add_ps(sum, e);
             }
@@ -113,8 +113,8 @@ void dr_lstm_cell_f32__avx2(size_t batch, size_t hidden, const float *gates, siz
             __m256 forget = dr__sigmoid_avx2(_mm256_maskload_ps(g + hidden + j, mask));
             __m256 cell = dr__tanh_avx2(_mm256_maskload_ps(g + 2 * hidden + j, mask));
             __m256 out = dr__sigmoid_avx2(_mm256_maskload_ps(g + 3 * hidden + j, mask));
-            __m256 c_new = _mm256_fmadd_ps(forget, _mm256_maskload_ps(cb + j, mask),
-                                           _mm256_mul_ps(in, cell));
+            __m256 c_new =
+                _mm256_fmadd_ps(forget, _mm256_maskload_ps(cb + j, mask), _mm256_mul_ps(in, cell));
             _mm256_maskstore_ps(cb + j, mask, c_new);
             _mm256_maskstore_ps(hb + j, mask, _mm256_mul_ps(out, dr__tanh_avx2(c_new)));
         }

@@ -123,8 +123,8 @@ static void check_gemm_s8(size_t m, size_t n, size_t k, enum fill f)
     for (size_t i = 0; i < m; i++) {
         for (size_t j = 0; j < n; j++)
             if (c[i * ldc + j] != want[i * n + j] && bad++ < 3)
-                DR_TEST_FAIL("gemm_s8s8s32 m=%zu n=%zu k=%zu fill=%d [%zu][%zu]: %d, want %d", m,
-                             n, k, (int)f, i, j, c[i * ldc + j], want[i * n + j]);
+                DR_TEST_FAIL("gemm_s8s8s32 m=%zu n=%zu k=%zu fill=%d [%zu][%zu]: %d, want %d", m, n,
+                             k, (int)f, i, j, c[i * ldc + j], want[i * n + j]);
         for (size_t j = n; j < ldc; j++)
             if (c[i * ldc + j] != 0x5a5a5a5a && bad++ < 3)
                 DR_TEST_FAIL("gemm_s8s8s32 m=%zu n=%zu k=%zu wrote past column n", m, n, k);
@@ -252,8 +252,8 @@ static void check_gemm_f32(size_t m, size_t n, size_t k, bool nt, bool has_bias)
                 DR_TEST_FAIL("gemm_f32_%s m=%zu n=%zu k=%zu [%zu][%zu]: %.9g, want %.9g",
                              nt ? "nt" : "nn", m, n, k, i, j, got, want);
             if (!close_enough(got, c_ref[i * ldc + j], 1e-6, 2 * rel, mag) && bad++ < 3)
-                DR_TEST_FAIL("gemm_f32_%s vs ref m=%zu n=%zu k=%zu [%zu][%zu]", nt ? "nt" : "nn",
-                             m, n, k, i, j);
+                DR_TEST_FAIL("gemm_f32_%s vs ref m=%zu n=%zu k=%zu [%zu][%zu]", nt ? "nt" : "nn", m,
+                             n, k, i, j);
         }
         for (size_t j = n; j < ldc; j++)
             if (c[i * ldc + j] != -7.0f && bad++ < 3)
@@ -386,8 +386,7 @@ static void test_layernorm(void)
                 var += (x[i * ld + j] - mean) * (x[i * ld + j] - mean);
             var /= (double)n;
             for (size_t j = 0; j < n; j++) {
-                double want =
-                    (x[i * ld + j] - mean) / sqrt(var + 1e-12) * gamma[j] + beta[j];
+                double want = (x[i * ld + j] - mean) / sqrt(var + 1e-12) * gamma[j] + beta[j];
                 if (n == 1)
                     want = beta[j];
                 /* Bound: 2e-5 absolute on unit-variance outputs (fp32 mean/variance). */
@@ -433,8 +432,7 @@ static void test_gelu(void)
         ref->gelu_f32(len, buf, want);
         kern->gelu_f32(len, buf, buf);
         for (size_t i = 0; i < len; i++)
-            if (!close_enough(buf[i], want[i], 1e-6 * fmax(1.0, fabs(want[i])), 0, 0) &&
-                bad++ < 3)
+            if (!close_enough(buf[i], want[i], 1e-6 * fmax(1.0, fabs(want[i])), 0, 0) && bad++ < 3)
                 DR_TEST_FAIL("gelu in place len=%zu [%zu]", len, i);
     }
     dr_aligned_free(x - MISALIGN);
@@ -502,11 +500,11 @@ static void test_lstm_cell(void)
                 double hn = sigmoid_d(gb[3 * hidden + j]) * tanh(cn);
                 /* Bound: 1e-6 absolute on c (|c| <= ~8) scaled, 1e-6 on h in [-1, 1]. */
                 if (!close_enough(c[b * lds + j], cn, 1e-6, 1e-6, fabs(cn)) && bad++ < 3)
-                    DR_TEST_FAIL("lstm_cell hidden=%zu c[%zu][%zu]: %.9g, want %.9g", hidden, b,
-                                 j, (double)c[b * lds + j], cn);
+                    DR_TEST_FAIL("lstm_cell hidden=%zu c[%zu][%zu]: %.9g, want %.9g", hidden, b, j,
+                                 (double)c[b * lds + j], cn);
                 if (!close_enough(h[b * lds + j], hn, 1e-6, 0, 0) && bad++ < 3)
-                    DR_TEST_FAIL("lstm_cell hidden=%zu h[%zu][%zu]: %.9g, want %.9g", hidden, b,
-                                 j, (double)h[b * lds + j], hn);
+                    DR_TEST_FAIL("lstm_cell hidden=%zu h[%zu][%zu]: %.9g, want %.9g", hidden, b, j,
+                                 (double)h[b * lds + j], hn);
             }
         dr_aligned_free(g - MISALIGN);
         dr_aligned_free(c);
@@ -528,7 +526,8 @@ static void test_lstm_step(void)
     int8_t *xq = xalloc(batch * input);
     float *xs = xalloc(batch * sizeof(float));
     float *h = xalloc(batch * hidden * sizeof(float)), *c = xalloc(batch * hidden * sizeof(float));
-    double *hd = xalloc(batch * hidden * sizeof(double)), *cd = xalloc(batch * hidden * sizeof(double));
+    double *hd = xalloc(batch * hidden * sizeof(double)),
+           *cd = xalloc(batch * hidden * sizeof(double));
     for (size_t i = 0; i < g4 * input; i++)
         wf_ih[i] = dr_test_rand_normal() * 0.2f;
     for (size_t i = 0; i < g4 * hidden; i++)
@@ -540,8 +539,8 @@ static void test_lstm_step(void)
     struct dr_packed_s8 p_ih, p_hh;
     DR_ASSERT(dr_packed_s8_init(&p_ih, g4, input, q_ih, input, NULL) == DR_OK);
     DR_ASSERT(dr_packed_s8_init(&p_hh, g4, hidden, q_hh, hidden, NULL) == DR_OK);
-    struct dr_lstm_weights w = {.w_ih = &p_ih, .w_hh = &p_hh, .w_ih_scale = s_ih,
-                                .w_hh_scale = s_hh, .bias = bias};
+    struct dr_lstm_weights w = {
+        .w_ih = &p_ih, .w_hh = &p_hh, .w_ih_scale = s_ih, .w_hh_scale = s_hh, .bias = bias};
     void *ws = xalloc(dr_lstm_step_workspace_size(batch, hidden));
     double max_err = 0;
     for (int step = 0; step < 8; step++) {
@@ -640,7 +639,8 @@ static void check_distances(size_t dim, size_t n, bool gather, int mode)
             l2 += diff * diff;
         }
         if (o8l[i] != l2 && bad++ < 3)
-            DR_TEST_FAIL("l2sq_s8 dim=%zu gather=%d [%zu]: %d, want %d", dim, gather, i, o8l[i], l2);
+            DR_TEST_FAIL("l2sq_s8 dim=%zu gather=%d [%zu]: %d, want %d", dim, gather, i, o8l[i],
+                         l2);
     }
     dr_aligned_free(q8 - MISALIGN);
     dr_aligned_free(b8 - MISALIGN);
@@ -702,8 +702,8 @@ static void check_topk(size_t n, size_t k, int mode)
         DR_TEST_FAIL("topk n=%zu k=%zu mode=%d: %zu results, want %zu", n, k, mode, got, want_len);
     for (size_t i = 0; i < want_len && i < got; i++)
         if ((ids[i] != order[i] || vals[i] != s[order[i]]) && bad++ < 3)
-            DR_TEST_FAIL("topk n=%zu k=%zu mode=%d rank %zu: id %u, want %u", n, k, mode, i,
-                         ids[i], order[i]);
+            DR_TEST_FAIL("topk n=%zu k=%zu mode=%d rank %zu: id %u, want %u", n, k, mode, i, ids[i],
+                         order[i]);
     dr_aligned_free(s);
     dr_aligned_free(order);
     dr_aligned_free(ids);
@@ -726,11 +726,10 @@ static const struct {
     const char *name;
     void (*run)(void);
 } ops[] = {
-    {"gemm_s8", test_gemm_s8},     {"gemm_f32", test_gemm_f32},
-    {"quantize", test_quantize},   {"layernorm", test_layernorm},
-    {"gelu", test_gelu},           {"softmax", test_softmax},
-    {"lstm_cell", test_lstm_cell}, {"lstm_step", test_lstm_step},
-    {"distances", test_distances}, {"topk", test_topk},
+    {"gemm_s8", test_gemm_s8},     {"gemm_f32", test_gemm_f32},   {"quantize", test_quantize},
+    {"layernorm", test_layernorm}, {"gelu", test_gelu},           {"softmax", test_softmax},
+    {"lstm_cell", test_lstm_cell}, {"lstm_step", test_lstm_step}, {"distances", test_distances},
+    {"topk", test_topk},
 };
 
 int main(int argc, char **argv)

@@ -57,18 +57,18 @@ static inline float dr_test_rand_normal(void)
     return s * 0.8660254f;
 }
 
-#define DR_TEST_FAIL(...)                                                                   \
-    do {                                                                                    \
-        fprintf(stderr, "FAIL %s:%d (seed %" PRIu64 "): ", __FILE__, __LINE__, dr_test_seed); \
-        fprintf(stderr, __VA_ARGS__);                                                       \
-        fputc('\n', stderr);                                                                \
-        dr_test_failures++;                                                                 \
+#define DR_TEST_FAIL(...)                                                                          \
+    do {                                                                                           \
+        fprintf(stderr, "FAIL %s:%d (seed %" PRIu64 "): ", __FILE__, __LINE__, dr_test_seed);      \
+        fprintf(stderr, __VA_ARGS__);                                                              \
+        fputc('\n', stderr);                                                                       \
+        dr_test_failures++;                                                                        \
     } while (0)
 
-#define DR_CHECK(cond, ...)                                                                 \
-    do {                                                                                    \
-        if (!(cond))                                                                        \
-            DR_TEST_FAIL(__VA_ARGS__);                                                      \
+#define DR_CHECK(cond, ...)                                                                        \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            DR_TEST_FAIL(__VA_ARGS__);                                                             \
     } while (0)
 
 #endif /* DR_TEST_H */

@@ -1,0 +1,66 @@
+# driftrec: the commands a user types.  CMake does the building; this file sets it up.
+#   make run            build and run driftrec on this host (today: the kernel self-check)
+#   make test           install what is missing, build, run every test
+#   make build          build only
+#   make bench-kernels  the kernel micro-benchmark table (build/bench/kernels.json)
+#   make bench-deps     benchmark-only dependencies (peers)
+#   make test-asan      the unit and kernel tests under ASan + UBSan (build-asan/)
+#   make format / make check-format
+BUILD_DIR ?= build
+ASAN_DIR ?= build-asan
+CMAKE_FLAGS ?=
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+CTEST_FLAGS ?=
+
+.PHONY: all build configure deps deps-test run test test-asan bench-deps bench-kernels \
+        format check-format clean
+
+all: build
+
+deps:
+	@bash deploy/install-deps.sh build
+
+deps-test:
+	@bash deploy/install-deps.sh build python test
+
+configure: deps
+	@cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS) >/dev/null
+
+build: configure
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+run: build
+	@$(BUILD_DIR)/server/driftrec-server --self-check
+
+test: deps-test
+	@cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
+
+# Unit and kernel tests again with the sanitizers (the Python tests gain nothing there).
+test-asan: deps-test
+	@cmake -S . -B $(ASAN_DIR) -DDR_SANITIZE=address,undefined -DDR_BUILD_BENCH=OFF \
+		$(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(ASAN_DIR) -j $(JOBS)
+	@cd $(ASAN_DIR) && ctest --output-on-failure -j $(JOBS) -L 'unit|kernels' $(CTEST_FLAGS)
+
+bench-deps:
+	@bash deploy/install-deps.sh build bench
+
+# One thread, pinned to one core where taskset exists, so runs compare.
+bench-kernels: build
+	@$(BUILD_DIR)/bench/quant_accuracy
+	@echo
+	@$$(command -v taskset >/dev/null && echo taskset -c 0) $(BUILD_DIR)/bench/kernels_bench \
+		--json $(BUILD_DIR)/bench/kernels.json $(BENCH_FLAGS)
+
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' '*.cc' 2>/dev/null)
+
+format:
+	@clang-format -i $(FORMAT_FILES)
+
+check-format:
+	@clang-format --dry-run -Werror $(FORMAT_FILES) && echo "check-format: clean"
+
+clean:
+	@rm -rf $(BUILD_DIR) $(ASAN_DIR)
