@@ -43,6 +43,12 @@ const struct dr_kernels *dr__kernels_table(enum dr_isa isa)
     case DR_ISA_AVX2:
         return &dr__kernels_avx2;
 #endif
+#if DR_HAVE_X86_AVX512
+    case DR_ISA_AVX512:
+        return &dr__kernels_avx512;
+    case DR_ISA_AVX512VNNI:
+        return &dr__kernels_avx512vnni;
+#endif
     default:
         return NULL;
     }

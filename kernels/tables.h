@@ -8,5 +8,9 @@ extern const struct dr_kernels dr__kernels_ref;
 #if DR_HAVE_X86_AVX2
 extern const struct dr_kernels dr__kernels_avx2;
 #endif
+#if DR_HAVE_X86_AVX512
+extern const struct dr_kernels dr__kernels_avx512;
+extern const struct dr_kernels dr__kernels_avx512vnni;
+#endif
 
 #endif /* DR_TABLES_H */

@@ -251,22 +251,28 @@ def item_vectors(seqs: Sequence[np.ndarray], n_items: int, dim: int = 64, seed: 
 
 
 class Pooling:
-    """Static pooling of item vectors (:func:`item_vectors`): score(j) = <u, E_j>.
+    """Static pooling of item vectors: score(j) = <u, e_j>.
 
+    e_j is row j of :func:`item_vectors` (rank ``dim``) scaled to unit length (zero rows stay
+    zero), so <e_a, e_b> is the cosine of the two items' low-rank co-occurrence profiles;
+    unnormalised rows let a few dense clusters dominate every user's list.
     ``half_life=None``: u is the plain mean of the vectors of the history events (repeats count
     each time). Otherwise u is the weighted mean with weight 0.5 ** (age / half_life), where age
     is the number of events between that event and the most recent one (0 for the last).
     Steps, not seconds, so that the definition is the same on the order-only datasets.
     """
 
-    def __init__(self, dim: int = 64, half_life: Optional[float] = None, seed: int = 0) -> None:
+    def __init__(self, dim: int = 128, half_life: Optional[float] = None, seed: int = 0) -> None:
         self.dim = dim
         self.half_life = half_life
         self.seed = seed
         self.name = "pool-mean" if half_life is None else "pool-decay"
 
     def fit(self, data: FitData) -> None:
-        self.vectors = item_vectors(data.seqs, data.n_items, self.dim, self.seed)
+        vectors = item_vectors(data.seqs, data.n_items, self.dim, self.seed)
+        norms = np.linalg.norm(vectors, axis=1)
+        vectors[norms > 0] /= norms[norms > 0, None]
+        self.vectors = vectors
 
     def user_vectors(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         out = np.zeros((len(histories), self.vectors.shape[1]))
@@ -332,13 +338,13 @@ class BagOfWords:
         return (users @ self.matrix.T).astype(np.float64)
 
 
-DEFAULT_HALF_LIFE = 3.0
+DEFAULT_HALF_LIFE = 2.0
 """Half-life (in events) of pool-decay; see docs/evaluation.md for how it was chosen."""
 
 BASELINES = ("popularity", "transitions", "item-knn", "pool-mean", "pool-decay", "bow-text")
 
 
-def make(name: str, half_life: float = DEFAULT_HALF_LIFE, dim: int = 64, seed: int = 0) -> Model:
+def make(name: str, half_life: float = DEFAULT_HALF_LIFE, dim: int = 128, seed: int = 0) -> Model:
     """Construct a baseline by its table name."""
     if name == "popularity":
         return Popularity()

@@ -1,0 +1,104 @@
+/* gemm_f32_avx512.c: fp32 matrix products on AVX-512.
+ * _nn: an 8x32 tile (16 zmm accumulators), A broadcast per element, B rows loaded from the
+ * caller's layout, column tails through __mmask16.  _nt: a 4x4 tile of dot products along k,
+ * 16 lanes at a time, reduced at the end.  Bounds against __ref as for AVX2. */
+#include "math_avx512.h"
+#include "x86.h"
+
+#define NN_MR 8
+#define NN_NR 32
+
+static inline __attribute__((always_inline)) void
+nn_tile(size_t mr, size_t nr, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
+        const float *bias, float *c, size_t ldc)
+{
+    __m512 acc[NN_MR][2];
+    for (size_t r = 0; r < NN_MR; r++)
+        acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    __mmask16 m0 = dr__tail_mask16(nr > 16 ? 16 : nr), m1 = dr__tail_mask16(nr > 16 ? nr - 16 : 0);
+    for (size_t kk = 0; kk < k; kk++) {
+        const float *brow = b + kk * ldb;
+        __m512 b0 = _mm512_maskz_loadu_ps(m0, brow), b1 = _mm512_maskz_loadu_ps(m1, brow + 16);
+        for (size_t r = 0; r < mr; r++) {
+            __m512 av = _mm512_set1_ps(a[r * lda + kk]);
+            acc[r][0] = _mm512_fmadd_ps(av, b0, acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(av, b1, acc[r][1]);
+        }
+    }
+    __m512 bias0 = _mm512_setzero_ps(), bias1 = _mm512_setzero_ps();
+    if (bias) {
+        bias0 = _mm512_maskz_loadu_ps(m0, bias);
+        bias1 = _mm512_maskz_loadu_ps(m1, bias + 16);
+    }
+    for (size_t r = 0; r < mr; r++) {
+        _mm512_mask_storeu_ps(c + r * ldc, m0, _mm512_add_ps(acc[r][0], bias0));
+        _mm512_mask_storeu_ps(c + r * ldc + 16, m1, _mm512_add_ps(acc[r][1], bias1));
+    }
+}
+
+static inline __attribute__((always_inline)) void
+nn_rows(size_t mr, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
+        const float *bias, float *c, size_t ldc)
+{
+    for (size_t j = 0; j < n; j += NN_NR)
+        nn_tile(mr, n - j < NN_NR ? n - j : NN_NR, k, a, lda, b + j, ldb, bias ? bias + j : NULL,
+                c + j, ldc);
+}
+
+void dr_gemm_f32_nn__avx512(size_t m, size_t n, size_t k, const float *a, size_t lda,
+                            const float *b, size_t ldb, const float *bias, float *c, size_t ldc)
+{
+    size_t i = 0;
+    for (; i + NN_MR <= m; i += NN_MR)
+        nn_rows(NN_MR, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
+    for (; i < m; i++) /* row tails: one row at a time keeps the code small */
+        nn_rows(1, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
+}
+
+#define NT_MR 4
+#define NT_NR 4
+
+static inline __attribute__((always_inline)) void
+nt_tile(size_t mr, size_t nr, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
+        const float *bias, float *c, size_t ldc)
+{
+    __m512 acc[NT_MR][NT_NR];
+    for (size_t r = 0; r < NT_MR; r++)
+        for (size_t j = 0; j < NT_NR; j++)
+            acc[r][j] = _mm512_setzero_ps();
+    for (size_t kk = 0; kk < k; kk += 16) {
+        __mmask16 mask = dr__tail_mask16(k - kk);
+        __m512 bv[NT_NR];
+        for (size_t j = 0; j < nr; j++)
+            bv[j] = _mm512_maskz_loadu_ps(mask, b + j * ldb + kk);
+        for (size_t r = 0; r < mr; r++) {
+            __m512 av = _mm512_maskz_loadu_ps(mask, a + r * lda + kk);
+            for (size_t j = 0; j < nr; j++)
+                acc[r][j] = _mm512_fmadd_ps(av, bv[j], acc[r][j]);
+        }
+    }
+    for (size_t r = 0; r < mr; r++)
+        for (size_t j = 0; j < nr; j++)
+            c[r * ldc + j] = _mm512_reduce_add_ps(acc[r][j]) + (bias ? bias[j] : 0.0f);
+}
+
+static inline __attribute__((always_inline)) void
+nt_rows(size_t mr, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
+        const float *bias, float *c, size_t ldc)
+{
+    size_t j = 0;
+    for (; j + NT_NR <= n; j += NT_NR)
+        nt_tile(mr, NT_NR, k, a, lda, b + j * ldb, ldb, bias ? bias + j : NULL, c + j, ldc);
+    for (; j < n; j++)
+        nt_tile(mr, 1, k, a, lda, b + j * ldb, ldb, bias ? bias + j : NULL, c + j, ldc);
+}
+
+void dr_gemm_f32_nt__avx512(size_t m, size_t n, size_t k, const float *a, size_t lda,
+                            const float *b, size_t ldb, const float *bias, float *c, size_t ldc)
+{
+    size_t i = 0;
+    for (; i + NT_MR <= m; i += NT_MR)
+        nt_rows(NT_MR, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
+    for (; i < m; i++)
+        nt_rows(1, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
+}

@@ -1,0 +1,187 @@
+/* gemm_s8_avx512.c: int8 x int8 matrix product on AVX-512, 8x32 register tile.
+ *
+ * Same scheme and packed bytes as the AVX2 kernel (kernels.h): weights stored as u8 w + 64,
+ * activations s8, bias removed with 64 * row sum.  One 64-byte packed group (16 columns x 4 k)
+ * is exactly one zmm, so a tile of 8 rows x 2 panels holds 16 zmm accumulators and each
+ * broadcast 4-byte group of a row meets two zmm of weights.
+ *   DR_GEMM_S8_VNNI = 1 (gemm_s8_avx512vnni.c): vpdpbusd multiplies u8 x s8 and adds four
+ *   products into int32 in one instruction: no int16 stage, no saturation to avoid.
+ *   otherwise: vpmaddubsw + vpmaddwd(ones) + vpaddd, exact for the same reason as on AVX2
+ *   (7-bit unsigned weights: pair sums <= 127 * 128 * 2).
+ * Tails: columns past n are written through __mmask16 stores; k past k reads 0 activations.
+ */
+#include "math_avx512.h"
+#include "x86.h"
+
+#include <string.h>
+
+#ifndef DR_GEMM_S8_VNNI
+#define DR_GEMM_S8_VNNI 0
+#define GEMM_S8_SUFFIX(name) name##__avx512
+#else
+#define GEMM_S8_SUFFIX(name) name##__avx512vnni
+#endif
+
+#define MR 8
+#define NR DR_PACK_S8_NR
+#define A_BLOCK_BYTES (256 * 1024)
+#define MAX_BLOCK_ROWS 512
+
+static inline __m512i madd_u8s8(__m512i acc, __m512i w_u8, __m512i a_s8)
+{
+#if DR_GEMM_S8_VNNI
+    return _mm512_dpbusd_epi32(acc, w_u8, a_s8);
+#else
+    __m512i pairs = _mm512_maddubs_epi16(w_u8, a_s8);
+    return _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, _mm512_set1_epi16(1)));
+#endif
+}
+
+static int32_t row_sum_s8(const int8_t *row, size_t k)
+{
+    __m512i acc = _mm512_setzero_si512(), ones = _mm512_set1_epi8(1);
+    size_t kk = 0;
+    for (; kk + 64 <= k; kk += 64)
+        acc = madd_u8s8(acc, ones, _mm512_loadu_si512(row + kk));
+    if (kk < k) {
+        __mmask64 tail = (__mmask64)(~0ULL >> (64 - (k - kk)));
+        acc = madd_u8s8(acc, ones, _mm512_maskz_loadu_epi8(tail, row + kk));
+    }
+    return _mm512_reduce_add_epi32(acc);
+}
+
+static inline __attribute__((always_inline)) void
+tile(size_t mr, size_t np, const int8_t *a, size_t lda, const struct dr_packed_s8 *b,
+     size_t panel_idx, const int32_t *row_sums, void *c, size_t ldc,
+     const struct dr_gemm_epilogue *ep, size_t row0)
+{
+    __m512i acc[MR][2];
+    for (size_t r = 0; r < MR; r++)
+        acc[r][0] = acc[r][1] = _mm512_setzero_si512();
+    const uint8_t *p0 = b->data + panel_idx * b->k_padded * NR;
+    const uint8_t *p1 = p0 + b->k_padded * NR;
+    size_t k = b->k, k_full = k & ~(size_t)3;
+    for (size_t kk = 0; kk < k_full; kk += 4, p0 += 64, p1 += 64) {
+        __m512i b0 = _mm512_load_si512(p0);
+        __m512i b1 = np > 1 ? _mm512_load_si512(p1) : b0;
+        for (size_t r = 0; r < mr; r++) {
+            int32_t word;
+            memcpy(&word, a + r * lda + kk, 4);
+            __m512i av = _mm512_set1_epi32(word);
+            acc[r][0] = madd_u8s8(acc[r][0], b0, av);
+            if (np > 1)
+                acc[r][1] = madd_u8s8(acc[r][1], b1, av);
+        }
+    }
+    if (k_full < k) {
+        __m512i b0 = _mm512_load_si512(p0);
+        __m512i b1 = np > 1 ? _mm512_load_si512(p1) : b0;
+        for (size_t r = 0; r < mr; r++) {
+            int32_t word = 0;
+            memcpy(&word, a + r * lda + k_full, k - k_full);
+            __m512i av = _mm512_set1_epi32(word);
+            acc[r][0] = madd_u8s8(acc[r][0], b0, av);
+            if (np > 1)
+                acc[r][1] = madd_u8s8(acc[r][1], b1, av);
+        }
+    }
+
+    for (size_t h = 0; h < np; h++) {
+        size_t j0 = (panel_idx + h) * NR;
+        size_t nr = b->n - j0 < NR ? b->n - j0 : NR;
+        __mmask16 mask = dr__tail_mask16(nr);
+        __m512 w_scale = _mm512_setzero_ps(), bias = _mm512_setzero_ps();
+        if (ep) {
+            w_scale = _mm512_maskz_loadu_ps(mask, ep->w_scale + j0);
+            if (ep->bias)
+                bias = _mm512_maskz_loadu_ps(mask, ep->bias + j0);
+        }
+        for (size_t r = 0; r < mr; r++) {
+            __m512i v = _mm512_sub_epi32(acc[r][h],
+                                         _mm512_set1_epi32(DR_PACK_S8_BIAS * row_sums[r]));
+            if (!ep) {
+                _mm512_mask_storeu_epi32((int32_t *)c + r * ldc + j0, mask, v);
+                continue;
+            }
+            float *out = (float *)c + r * ldc + j0;
+            __m512 s = _mm512_mul_ps(_mm512_set1_ps(ep->a_scale[row0 + r]), w_scale);
+            __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), s, bias);
+            if (ep->act == DR_ACT_GELU)
+                y = dr__gelu_avx512(y);
+            if (ep->accumulate)
+                y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, out));
+            _mm512_mask_storeu_ps(out, mask, y);
+        }
+    }
+}
+
+static inline __attribute__((always_inline)) void
+row_tiles(size_t np, size_t i0, size_t i_end, const int8_t *a, size_t lda,
+          const struct dr_packed_s8 *b, size_t p, const int32_t *row_sums, void *c, size_t ldc,
+          const struct dr_gemm_epilogue *ep)
+{
+    size_t i = i0;
+    for (; i + MR <= i_end; i += MR)
+        tile(MR, np, a + i * lda, lda, b, p, row_sums + (i - i0), (char *)c + i * ldc * 4, ldc,
+             ep, i);
+    const int32_t *rs = row_sums + (i - i0);
+    char *ci = (char *)c + i * ldc * 4;
+    const int8_t *ai = a + i * lda;
+    switch (i_end - i) {
+    case 7:
+        tile(7, np, ai, lda, b, p, rs, ci, ldc, ep, i);
+        break;
+    case 6:
+        tile(6, np, ai, lda, b, p, rs, ci, ldc, ep, i);
+        break;
+    case 5:
+        tile(5, np, ai, lda, b, p, rs, ci, ldc, ep, i);
+        break;
+    case 4:
+        tile(4, np, ai, lda, b, p, rs, ci, ldc, ep, i);
+        break;
+    case 3:
+        tile(3, np, ai, lda, b, p, rs, ci, ldc, ep, i);
+        break;
+    case 2:
+        tile(2, np, ai, lda, b, p, rs, ci, ldc, ep, i);
+        break;
+    case 1:
+        tile(1, np, ai, lda, b, p, rs, ci, ldc, ep, i);
+        break;
+    default:
+        break;
+    }
+}
+
+static void gemm(size_t m, const int8_t *a, size_t lda, const struct dr_packed_s8 *b, void *c,
+                 size_t ldc, const struct dr_gemm_epilogue *ep)
+{
+    size_t n_panels = b->n_padded / NR;
+    size_t block = A_BLOCK_BYTES / b->k / MR * MR;
+    block = block < MR ? MR : block > MAX_BLOCK_ROWS ? MAX_BLOCK_ROWS : block;
+    int32_t row_sums[MAX_BLOCK_ROWS];
+    for (size_t i0 = 0; i0 < m; i0 += block) {
+        size_t i_end = i0 + block < m ? i0 + block : m;
+        for (size_t i = i0; i < i_end; i++)
+            row_sums[i - i0] = row_sum_s8(a + i * lda, b->k);
+        size_t p = 0;
+        for (; p + 2 <= n_panels; p += 2)
+            row_tiles(2, i0, i_end, a, lda, b, p, row_sums, c, ldc, ep);
+        if (p < n_panels)
+            row_tiles(1, i0, i_end, a, lda, b, p, row_sums, c, ldc, ep);
+    }
+}
+
+void GEMM_S8_SUFFIX(dr_gemm_s8s8s32)(size_t m, const int8_t *a, size_t lda,
+                                     const struct dr_packed_s8 *b, int32_t *c, size_t ldc)
+{
+    gemm(m, a, lda, b, c, ldc, NULL);
+}
+
+void GEMM_S8_SUFFIX(dr_gemm_s8s8f32)(size_t m, const int8_t *a, size_t lda,
+                                     const struct dr_packed_s8 *b, float *c, size_t ldc,
+                                     const struct dr_gemm_epilogue *ep)
+{
+    gemm(m, a, lda, b, c, ldc, ep);
+}

@@ -1,0 +1,81 @@
+/* math_avx512.h: the vector exp, sigmoid, tanh, erf and GELU of math_avx2.h on zmm.
+ * Same approximations and error bounds (see math_avx2.h); tails use __mmask16.
+ * Internal header: include only from files compiled with the AVX-512 flags.
+ */
+#ifndef DR_MATH_AVX512_H
+#define DR_MATH_AVX512_H
+
+#include <immintrin.h>
+#include <stddef.h>
+#include <stdint.h>
+
+static inline __m512 dr__exp_avx512(__m512 x)
+{
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3f)), _mm512_set1_ps(88.3f));
+    __m512 fx = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(0.693359375f), x);
+    x = _mm512_fnmadd_ps(fx, _mm512_set1_ps(-2.12194440e-4f), x);
+    __m512 y = _mm512_set1_ps(1.9875691500e-4f);
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.3981999507e-3f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(8.3334519073e-3f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(4.1665795894e-2f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(1.6666665459e-1f));
+    y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(5.0000001201e-1f));
+    y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
+    __m512i pow2 = _mm512_slli_epi32(
+        _mm512_add_epi32(_mm512_cvtps_epi32(fx), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(y, _mm512_castsi512_ps(pow2));
+}
+
+static inline __m512 dr__sigmoid_avx512(__m512 x)
+{
+    __m512 one = _mm512_set1_ps(1.0f);
+    __m512 e = dr__exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), x));
+    return _mm512_div_ps(one, _mm512_add_ps(one, e));
+}
+
+static inline __m512 dr__copysign_avx512(__m512 magnitude, __m512 sign_of)
+{
+    __m512i sign = _mm512_and_si512(_mm512_castps_si512(sign_of), _mm512_set1_epi32(INT32_MIN));
+    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(magnitude), sign));
+}
+
+static inline __m512 dr__tanh_avx512(__m512 x)
+{
+    __m512 ax = _mm512_abs_ps(x);
+    __m512 one = _mm512_set1_ps(1.0f);
+    __m512 e = dr__exp_avx512(_mm512_mul_ps(ax, _mm512_set1_ps(-2.0f)));
+    __m512 t = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
+    return dr__copysign_avx512(t, x);
+}
+
+static inline __m512 dr__erf_avx512(__m512 x)
+{
+    __m512 ax = _mm512_abs_ps(x);
+    __m512 one = _mm512_set1_ps(1.0f);
+    __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(ax, _mm512_set1_ps(0.3275911f), one));
+    __m512 p = _mm512_set1_ps(1.061405429f);
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
+    p = _mm512_mul_ps(p, t);
+    __m512 e = dr__exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(ax, ax)));
+    return dr__copysign_avx512(_mm512_fnmadd_ps(p, e, one), x);
+}
+
+static inline __m512 dr__gelu_avx512(__m512 x)
+{
+    __m512 half_x = _mm512_mul_ps(x, _mm512_set1_ps(0.5f));
+    __m512 erf = dr__erf_avx512(_mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f)));
+    return _mm512_fmadd_ps(half_x, erf, half_x);
+}
+
+/* Lanes [0, n) of 16. */
+static inline __mmask16 dr__tail_mask16(size_t n)
+{
+    return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u);
+}
+
+#endif /* DR_MATH_AVX512_H */
