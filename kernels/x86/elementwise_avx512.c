@@ -24,9 +24,9 @@ void dr_quantize_rows_s8__avx512(size_t m, size_t k, const float *x, size_t ldx,
         __m512 vinv = _mm512_set1_ps(inv);
         for (size_t kk = 0; kk < k; kk += 16) {
             __mmask16 mask = dr__tail_mask16(k - kk);
-            __m512 v = _mm512_roundscale_ps(
-                _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, row + kk), vinv),
-                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            __m512 v =
+                _mm512_roundscale_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, row + kk), vinv),
+                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
             _mm512_mask_cvtepi32_storeu_epi8(q + i * ldq + kk, mask, _mm512_cvttps_epi32(v));
         }
@@ -47,9 +47,8 @@ void dr_dequantize_rows_s8__avx512(size_t m, size_t k, const int8_t *q, size_t l
     }
 }
 
-void dr_layernorm_f32__avx512(size_t m, size_t n, const float *x, size_t ldx,
-                              const float *gamma, const float *beta, float eps, float *y,
-                              size_t ldy)
+void dr_layernorm_f32__avx512(size_t m, size_t n, const float *x, size_t ldx, const float *gamma,
+                              const float *beta, float eps, float *y, size_t ldy)
 {
     for (size_t i = 0; i < m; i++) {
         const float *row = x + i * ldx;
@@ -67,8 +66,8 @@ void dr_layernorm_f32__avx512(size_t m, size_t n, const float *x, size_t ldx,
         __m512 inv_std = _mm512_set1_ps((float)(1.0 / sqrt((double)var + (double)eps)));
         for (size_t j = 0; j < n; j += 16) {
             __mmask16 mask = dr__tail_mask16(n - j);
-            __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, row + j), vmean),
-                                     inv_std);
+            __m512 d =
+                _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, row + j), vmean), inv_std);
             __m512 r = _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(mask, gamma + j),
                                        _mm512_maskz_loadu_ps(mask, beta + j));
             _mm512_mask_storeu_ps(y + i * ldy + j, mask, r);
@@ -84,8 +83,7 @@ void dr_gelu_f32__avx512(size_t n, const float *x, float *y)
     }
 }
 
-void dr_softmax_f32__avx512(size_t m, size_t n, float *x, size_t ldx, size_t n_valid,
-                            float scale)
+void dr_softmax_f32__avx512(size_t m, size_t n, float *x, size_t ldx, size_t n_valid, float scale)
 {
     if (n_valid > n)
         n_valid = n;
@@ -95,9 +93,9 @@ void dr_softmax_f32__avx512(size_t m, size_t n, float *x, size_t ldx, size_t n_v
         if (n_valid > 0) {
             __m512 vmax = _mm512_set1_ps(row[0]);
             for (size_t j = 0; j < n_valid; j += 16)
-                vmax = _mm512_mask_max_ps(vmax, dr__tail_mask16(n_valid - j), vmax,
-                                          _mm512_maskz_loadu_ps(dr__tail_mask16(n_valid - j),
-                                                                row + j));
+                vmax = _mm512_mask_max_ps(
+                    vmax, dr__tail_mask16(n_valid - j), vmax,
+                    _mm512_maskz_loadu_ps(dr__tail_mask16(n_valid - j), row + j));
             __m512 vm = _mm512_set1_ps(_mm512_reduce_max_ps(vmax));
             __m512 sum = _mm512_setzero_ps();
             for (size_t j = 0; j < n_valid; j += 16) {

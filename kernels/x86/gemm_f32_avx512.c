@@ -8,9 +8,10 @@
 #define NN_MR 8
 #define NN_NR 32
 
-static inline __attribute__((always_inline)) void
-nn_tile(size_t mr, size_t nr, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
-        const float *bias, float *c, size_t ldc)
+static inline __attribute__((always_inline)) void nn_tile(size_t mr, size_t nr, size_t k,
+                                                          const float *a, size_t lda,
+                                                          const float *b, size_t ldb,
+                                                          const float *bias, float *c, size_t ldc)
 {
     __m512 acc[NN_MR][2];
     for (size_t r = 0; r < NN_MR; r++)
@@ -36,9 +37,10 @@ nn_tile(size_t mr, size_t nr, size_t k, const float *a, size_t lda, const float 
     }
 }
 
-static inline __attribute__((always_inline)) void
-nn_rows(size_t mr, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
-        const float *bias, float *c, size_t ldc)
+static inline __attribute__((always_inline)) void nn_rows(size_t mr, size_t n, size_t k,
+                                                          const float *a, size_t lda,
+                                                          const float *b, size_t ldb,
+                                                          const float *bias, float *c, size_t ldc)
 {
     for (size_t j = 0; j < n; j += NN_NR)
         nn_tile(mr, n - j < NN_NR ? n - j : NN_NR, k, a, lda, b + j, ldb, bias ? bias + j : NULL,
@@ -58,9 +60,10 @@ void dr_gemm_f32_nn__avx512(size_t m, size_t n, size_t k, const float *a, size_t
 #define NT_MR 4
 #define NT_NR 4
 
-static inline __attribute__((always_inline)) void
-nt_tile(size_t mr, size_t nr, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
-        const float *bias, float *c, size_t ldc)
+static inline __attribute__((always_inline)) void nt_tile(size_t mr, size_t nr, size_t k,
+                                                          const float *a, size_t lda,
+                                                          const float *b, size_t ldb,
+                                                          const float *bias, float *c, size_t ldc)
 {
     __m512 acc[NT_MR][NT_NR];
     for (size_t r = 0; r < NT_MR; r++)
@@ -82,9 +85,10 @@ nt_tile(size_t mr, size_t nr, size_t k, const float *a, size_t lda, const float 
             c[r * ldc + j] = _mm512_reduce_add_ps(acc[r][j]) + (bias ? bias[j] : 0.0f);
 }
 
-static inline __attribute__((always_inline)) void
-nt_rows(size_t mr, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
-        const float *bias, float *c, size_t ldc)
+static inline __attribute__((always_inline)) void nt_rows(size_t mr, size_t n, size_t k,
+                                                          const float *a, size_t lda,
+                                                          const float *b, size_t ldb,
+                                                          const float *bias, float *c, size_t ldc)
 {
     size_t j = 0;
     for (; j + NT_NR <= n; j += NT_NR)

@@ -16,15 +16,15 @@
 #include <string.h>
 
 #ifndef DR_GEMM_S8_VNNI
-#define DR_GEMM_S8_VNNI 0
+#define DR_GEMM_S8_VNNI      0
 #define GEMM_S8_SUFFIX(name) name##__avx512
 #else
 #define GEMM_S8_SUFFIX(name) name##__avx512vnni
 #endif
 
-#define MR 8
-#define NR DR_PACK_S8_NR
-#define A_BLOCK_BYTES (256 * 1024)
+#define MR             8
+#define NR             DR_PACK_S8_NR
+#define A_BLOCK_BYTES  (256 * 1024)
 #define MAX_BLOCK_ROWS 512
 
 static inline __m512i madd_u8s8(__m512i acc, __m512i w_u8, __m512i a_s8)
@@ -97,8 +97,8 @@ tile(size_t mr, size_t np, const int8_t *a, size_t lda, const struct dr_packed_s
                 bias = _mm512_maskz_loadu_ps(mask, ep->bias + j0);
         }
         for (size_t r = 0; r < mr; r++) {
-            __m512i v = _mm512_sub_epi32(acc[r][h],
-                                         _mm512_set1_epi32(DR_PACK_S8_BIAS * row_sums[r]));
+            __m512i v =
+                _mm512_sub_epi32(acc[r][h], _mm512_set1_epi32(DR_PACK_S8_BIAS * row_sums[r]));
             if (!ep) {
                 _mm512_mask_storeu_epi32((int32_t *)c + r * ldc + j0, mask, v);
                 continue;
@@ -122,8 +122,8 @@ row_tiles(size_t np, size_t i0, size_t i_end, const int8_t *a, size_t lda,
 {
     size_t i = i0;
     for (; i + MR <= i_end; i += MR)
-        tile(MR, np, a + i * lda, lda, b, p, row_sums + (i - i0), (char *)c + i * ldc * 4, ldc,
-             ep, i);
+        tile(MR, np, a + i * lda, lda, b, p, row_sums + (i - i0), (char *)c + i * ldc * 4, ldc, ep,
+             i);
     const int32_t *rs = row_sums + (i - i0);
     char *ci = (char *)c + i * ldc * 4;
     const int8_t *ai = a + i * lda;

@@ -3,14 +3,14 @@
 #include "../tables.h"
 #include "x86.h"
 
-#define DR_AVX512_COMMON                                                                    \
-    .gemm_f32_nn = dr_gemm_f32_nn__avx512, .gemm_f32_nt = dr_gemm_f32_nt__avx512,           \
-    .quantize_rows_s8 = dr_quantize_rows_s8__avx512,                                        \
-    .dequantize_rows_s8 = dr_dequantize_rows_s8__avx512,                                    \
-    .layernorm_f32 = dr_layernorm_f32__avx512, .gelu_f32 = dr_gelu_f32__avx512,             \
-    .softmax_f32 = dr_softmax_f32__avx512, .lstm_cell_f32 = dr_lstm_cell_f32__avx512,       \
-    .l2sq_s8 = dr_l2sq_s8__avx512, .dot_f32 = dr_dot_f32__avx512,                           \
-    .l2sq_f32 = dr_l2sq_f32__avx512, .topk_f32 = dr_topk_f32__avx512
+#define DR_AVX512_COMMON                                                                           \
+    .gemm_f32_nn = dr_gemm_f32_nn__avx512, .gemm_f32_nt = dr_gemm_f32_nt__avx512,                  \
+    .quantize_rows_s8 = dr_quantize_rows_s8__avx512,                                               \
+    .dequantize_rows_s8 = dr_dequantize_rows_s8__avx512,                                           \
+    .layernorm_f32 = dr_layernorm_f32__avx512, .gelu_f32 = dr_gelu_f32__avx512,                    \
+    .softmax_f32 = dr_softmax_f32__avx512, .lstm_cell_f32 = dr_lstm_cell_f32__avx512,              \
+    .l2sq_s8 = dr_l2sq_s8__avx512, .dot_f32 = dr_dot_f32__avx512, .l2sq_f32 = dr_l2sq_f32__avx512, \
+    .topk_f32 = dr_topk_f32__avx512
 
 const struct dr_kernels dr__kernels_avx512 = {
     .isa = DR_ISA_AVX512,

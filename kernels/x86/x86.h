@@ -51,12 +51,10 @@ void dr_quantize_rows_s8__avx512(size_t m, size_t k, const float *x, size_t ldx,
                                  size_t ldq, float *scales);
 void dr_dequantize_rows_s8__avx512(size_t m, size_t k, const int8_t *q, size_t ldq,
                                    const float *scales, float *x, size_t ldx);
-void dr_layernorm_f32__avx512(size_t m, size_t n, const float *x, size_t ldx,
-                              const float *gamma, const float *beta, float eps, float *y,
-                              size_t ldy);
+void dr_layernorm_f32__avx512(size_t m, size_t n, const float *x, size_t ldx, const float *gamma,
+                              const float *beta, float eps, float *y, size_t ldy);
 void dr_gelu_f32__avx512(size_t n, const float *x, float *y);
-void dr_softmax_f32__avx512(size_t m, size_t n, float *x, size_t ldx, size_t n_valid,
-                            float scale);
+void dr_softmax_f32__avx512(size_t m, size_t n, float *x, size_t ldx, size_t n_valid, float scale);
 void dr_lstm_cell_f32__avx512(size_t batch, size_t hidden, const float *gates, size_t ld_gates,
                               float *c, float *h, size_t ld_state);
 void dr_dot_s8__avx512(size_t dim, const int8_t *q, const int8_t *base, size_t ld,
