@@ -53,8 +53,8 @@ def main(argv=None) -> int:
         n_items = write_items(args.out / "items.jsonl", result.items.values()) if result.items else 0
         (args.out / "clean.json").write_text(
             json.dumps({"load_counts": dict(result.counts), **report.to_json()}, indent=1) + "\n", encoding="utf-8")
-    except (DataError, FileNotFoundError, KeyError, OSError) as exc:
-        print(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
+    except (DataError, FileNotFoundError, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"{args.out}: {n_events} events, {n_items} items; cleaning: {report.summary()}")
     return 0

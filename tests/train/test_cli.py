@@ -80,5 +80,26 @@ class CliTest(unittest.TestCase):
         self.assertIn("item-knn", record["paired_vs_reference"])
 
 
+class ConvertTest(unittest.TestCase):
+    def test_pairs_to_events_and_bad_line(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            src = Path(tmp) / "pairs.txt"
+            src.write_text("1 5\n1 3\n2 5\n", encoding="utf-8")
+            script = REPO_ROOT / "models" / "train" / "convert.py"
+            proc = subprocess.run([sys.executable, str(script), "--pairs", str(src), "--out", str(Path(tmp) / "o")],
+                                  capture_output=True, text=True, timeout=60)
+            self.assertEqual(proc.returncode, 0, proc.stderr)
+            lines = (Path(tmp) / "o" / "events.jsonl").read_text().splitlines()
+            self.assertEqual(json.loads(lines[1]), {"user_id": "1", "item_id": "3", "ts": 1, "event_type": "review",
+                                                    "dwell_s": None, "amount": None, "rating": None, "text": ""})
+            counts = json.loads((Path(tmp) / "o" / "clean.json").read_text())["counts"]
+            self.assertEqual(counts["rows_out"], 3)
+            src.write_text("1 5\n1\n", encoding="utf-8")
+            proc = subprocess.run([sys.executable, str(script), "--pairs", str(src), "--out", str(Path(tmp) / "o")],
+                                  capture_output=True, text=True, timeout=60)
+            self.assertEqual(proc.returncode, 2)
+            self.assertIn("pairs.txt:2: expected 'user item'", proc.stderr)
+
+
 if __name__ == "__main__":
     unittest.main()

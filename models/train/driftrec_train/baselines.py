@@ -358,4 +358,4 @@ def make(name: str, half_life: float = DEFAULT_HALF_LIFE, dim: int = 128, seed: 
         return Pooling(dim=dim, half_life=half_life, seed=seed)
     if name == "bow-text":
         return BagOfWords()
-    raise KeyError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
+    raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")

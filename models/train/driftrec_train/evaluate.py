@@ -361,9 +361,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             records.append(record)
             print(f"{label}: {record['evaluated_users']} users, {record['items']} items, "
                   f"{record['seconds']} s; cleaning: {data.clean.summary()}", file=sys.stderr)
-    except (DataError, FileNotFoundError, ValueError, KeyError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"error: {message}", file=sys.stderr)
+    except (DataError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         print(f"error: {exc}", file=sys.stderr)
