@@ -42,7 +42,7 @@ test-asan: deps-test
 	@cmake -S . -B $(ASAN_DIR) -DDR_SANITIZE=address,undefined -DDR_BUILD_BENCH=OFF \
 		$(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(ASAN_DIR) -j $(JOBS)
-	@cd $(ASAN_DIR) && ctest --output-on-failure -j $(JOBS) -L 'unit|kernels' $(CTEST_FLAGS)
+	@cd $(ASAN_DIR) && ctest --output-on-failure -j $(JOBS) -L 'unit|kernels' -LE neon $(CTEST_FLAGS)
 
 bench-deps:
 	@bash deploy/install-deps.sh build bench

@@ -38,7 +38,7 @@ pkgs_python=(
 )
 pkgs_test=(
     clang libclang-rt-14-dev           # libFuzzer targets, sanitizers
-    gcc-aarch64-linux-gnu qemu-user-static  # the NEON path, run under qemu-aarch64
+    gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static  # NEON under qemu-aarch64
     redis-server nginx                 # history-store replica test, A/B proxy test
 )
 pkgs_bench=(

@@ -39,15 +39,21 @@ const struct dr_kernels *dr__kernels_table(enum dr_isa isa)
     switch (isa) {
     case DR_ISA_REF:
         return &dr__kernels_ref;
-#if DR_HAVE_X86_AVX2
+#ifdef DR_HAVE_X86_AVX2
     case DR_ISA_AVX2:
         return &dr__kernels_avx2;
 #endif
-#if DR_HAVE_X86_AVX512
+#ifdef DR_HAVE_X86_AVX512
     case DR_ISA_AVX512:
         return &dr__kernels_avx512;
     case DR_ISA_AVX512VNNI:
         return &dr__kernels_avx512vnni;
+#endif
+#ifdef DR_HAVE_ARM_NEON
+    case DR_ISA_NEON:
+        return &dr__kernels_neon;
+    case DR_ISA_NEONDOT:
+        return &dr__kernels_neondot;
 #endif
     default:
         return NULL;

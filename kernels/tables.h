@@ -5,12 +5,16 @@
 #include "kernels.h"
 
 extern const struct dr_kernels dr__kernels_ref;
-#if DR_HAVE_X86_AVX2
+#ifdef DR_HAVE_X86_AVX2
 extern const struct dr_kernels dr__kernels_avx2;
 #endif
-#if DR_HAVE_X86_AVX512
+#ifdef DR_HAVE_X86_AVX512
 extern const struct dr_kernels dr__kernels_avx512;
 extern const struct dr_kernels dr__kernels_avx512vnni;
+#endif
+#ifdef DR_HAVE_ARM_NEON
+extern const struct dr_kernels dr__kernels_neon;
+extern const struct dr_kernels dr__kernels_neondot;
 #endif
 
 #endif /* DR_TABLES_H */

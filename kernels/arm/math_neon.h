@@ -1,0 +1,66 @@
+/* math_neon.h: the vector exp, sigmoid, tanh, erf and GELU of math_avx2.h on NEON.
+ * Same approximations and error bounds (see math_avx2.h).  AArch64 only. */
+#ifndef DR_MATH_NEON_H
+#define DR_MATH_NEON_H
+
+#include <arm_neon.h>
+#include <stddef.h>
+#include <stdint.h>
+
+static inline float32x4_t dr__exp_neon(float32x4_t x)
+{
+    x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-87.3f)), vdupq_n_f32(88.3f));
+    float32x4_t fx = vrndnq_f32(vmulq_n_f32(x, 1.44269504088896341f));
+    x = vfmsq_f32(x, fx, vdupq_n_f32(0.693359375f));
+    x = vfmsq_f32(x, fx, vdupq_n_f32(-2.12194440e-4f));
+    float32x4_t y = vdupq_n_f32(1.9875691500e-4f);
+    y = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), y, x);
+    y = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), y, x);
+    y = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), y, x);
+    y = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), y, x);
+    y = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), y, x);
+    y = vfmaq_f32(vaddq_f32(x, vdupq_n_f32(1.0f)), y, vmulq_f32(x, x));
+    int32x4_t pow2 = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(fx), vdupq_n_s32(127)), 23);
+    return vmulq_f32(y, vreinterpretq_f32_s32(pow2));
+}
+
+static inline float32x4_t dr__sigmoid_neon(float32x4_t x)
+{
+    float32x4_t one = vdupq_n_f32(1.0f);
+    return vdivq_f32(one, vaddq_f32(one, dr__exp_neon(vnegq_f32(x))));
+}
+
+static inline float32x4_t dr__copysign_neon(float32x4_t magnitude, float32x4_t sign_of)
+{
+    uint32x4_t sign = vandq_u32(vreinterpretq_u32_f32(sign_of), vdupq_n_u32(0x80000000u));
+    return vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(magnitude), sign));
+}
+
+static inline float32x4_t dr__tanh_neon(float32x4_t x)
+{
+    float32x4_t one = vdupq_n_f32(1.0f);
+    float32x4_t e = dr__exp_neon(vmulq_n_f32(vabsq_f32(x), -2.0f));
+    return dr__copysign_neon(vdivq_f32(vsubq_f32(one, e), vaddq_f32(one, e)), x);
+}
+
+static inline float32x4_t dr__erf_neon(float32x4_t x)
+{
+    float32x4_t ax = vabsq_f32(x), one = vdupq_n_f32(1.0f);
+    float32x4_t t = vdivq_f32(one, vfmaq_f32(one, ax, vdupq_n_f32(0.3275911f)));
+    float32x4_t p = vdupq_n_f32(1.061405429f);
+    p = vfmaq_f32(vdupq_n_f32(-1.453152027f), p, t);
+    p = vfmaq_f32(vdupq_n_f32(1.421413741f), p, t);
+    p = vfmaq_f32(vdupq_n_f32(-0.284496736f), p, t);
+    p = vfmaq_f32(vdupq_n_f32(0.254829592f), p, t);
+    p = vmulq_f32(p, t);
+    float32x4_t e = dr__exp_neon(vnegq_f32(vmulq_f32(ax, ax)));
+    return dr__copysign_neon(vfmsq_f32(one, p, e), x);
+}
+
+static inline float32x4_t dr__gelu_neon(float32x4_t x)
+{
+    float32x4_t half_x = vmulq_n_f32(x, 0.5f);
+    return vfmaq_f32(half_x, half_x, dr__erf_neon(vmulq_n_f32(x, 0.70710678118654752f)));
+}
+
+#endif /* DR_MATH_NEON_H */
