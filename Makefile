@@ -47,12 +47,20 @@ test-asan: deps-test
 bench-deps:
 	@bash deploy/install-deps.sh build bench
 
-# One thread, pinned to one core where taskset exists, so runs compare.
+# One thread, pinned to one core where taskset exists, so runs compare.  One run per x86
+# ISA this CPU has (oneDNN is capped to each run's ISA), merged into kernels.json.
+BENCH_ISAS ?= $(shell $(BUILD_DIR)/server/driftrec-server --self-check 2>/dev/null | \
+	grep -o '[a-z0-9]*(usable)' | sed 's/(usable)//' | grep -v '^ref$$' | tr '\n' ' ')
 bench-kernels: build
 	@$(BUILD_DIR)/bench/quant_accuracy
 	@echo
-	@$$(command -v taskset >/dev/null && echo taskset -c 0) $(BUILD_DIR)/bench/kernels_bench \
-		--json $(BUILD_DIR)/bench/kernels.json $(BENCH_FLAGS)
+	@set -e; for isa in $(BENCH_ISAS); do \
+		$$(command -v taskset >/dev/null && echo taskset -c 0) $(BUILD_DIR)/bench/kernels_bench \
+			--isa $$isa --json $(BUILD_DIR)/bench/kernels-$$isa.json $(BENCH_FLAGS); echo; \
+	done
+	@/usr/bin/python3 -c 'import json,sys; rows=[r for f in sys.argv[2:] for r in json.load(open(f))]; \
+		json.dump(rows, open(sys.argv[1], "w"), indent=1); print("merged", len(rows), "rows into", sys.argv[1])' \
+		$(BUILD_DIR)/bench/kernels.json $(foreach i,$(BENCH_ISAS),$(BUILD_DIR)/bench/kernels-$(i).json)
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' '*.cc' 2>/dev/null)
 

@@ -6,8 +6,13 @@
 // GOPS, % of int8 peak -- then writes it as JSON (default build/bench/kernels.json).
 // One thread: the kernels are single-threaded; the server splits work across cores.
 //
+// The int8 GEMM rows also run oneDNN's s8 matmul on the same inputs (both produce int32),
+// checked equal before timing, with oneDNN capped to the native row's ISA
+// (ONEDNN_MAX_CPU_ISA; --onednn-isa max lifts the cap) and one OpenMP thread; the process
+// re-executes itself once to set those variables, which oneDNN and OpenMP read at load.
+//
 // Usage: kernels_bench [--shapes DIR] [--json PATH] [--isa LIST] [--quick]
-//                      [Google Benchmark flags...]
+//                      [--onednn-isa same|max|NAME] [--no-onednn] [Google Benchmark flags...]
 #include <benchmark/benchmark.h>
 #include <cjson/cJSON.h>
 
@@ -20,6 +25,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 #include "kernels_bench_ops.h"
@@ -148,13 +154,37 @@ std::string bench_name(const Spec &s)
     return s.op + "/" + s.shape + "/M=" + std::to_string(s.m) + "/" + dr_isa_name(s.isa);
 }
 
+// oneDNN's name for the ISA a native table uses.
+const char *onednn_isa_for(dr_isa isa)
+{
+    switch (isa) {
+    case DR_ISA_AVX2:
+        return "AVX2";
+    case DR_ISA_AVX512:
+        return "AVX512_CORE";
+    case DR_ISA_AVX512VNNI:
+        return "AVX512_CORE_VNNI";
+    default:
+        return nullptr;
+    }
+}
+
+double median(std::vector<double> v)
+{
+    if (v.empty())
+        return 0;
+    std::sort(v.begin(), v.end());
+    size_t h = v.size() / 2;
+    return v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
+}
+
 } // namespace
 
 int main(int argc, char **argv)
 {
     std::string shapes_dir = "bench/shapes", json_path = "build/bench/kernels.json";
-    std::string isa_list;
-    bool quick = false;
+    std::string isa_list, onednn_isa = "same";
+    bool quick = false, with_onednn = true;
     std::vector<char *> rest = {argv[0]};
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
@@ -166,9 +196,13 @@ int main(int argc, char **argv)
             isa_list = argv[++i];
         else if (a == "--quick")
             quick = true;
+        else if (a == "--onednn-isa" && i + 1 < argc)
+            onednn_isa = argv[++i];
+        else if (a == "--no-onednn")
+            with_onednn = false;
         else if (a == "--help" || a == "-h") {
             std::printf("usage: %s [--shapes DIR] [--json PATH] [--isa ref,avx2,...] [--quick] "
-                        "[--benchmark_* flags]\n",
+                        "[--onednn-isa same|max|NAME] [--no-onednn] [--benchmark_* flags]\n",
                         argv[0]);
             return 0;
         } else
@@ -177,11 +211,7 @@ int main(int argc, char **argv)
 
     std::vector<dr_isa> isas;
     if (isa_list.empty()) {
-        for (int i = DR_ISA_AVX2; i < DR_ISA_COUNT; i++)
-            if (dr_kernels_for_isa(static_cast<dr_isa>(i)))
-                isas.push_back(static_cast<dr_isa>(i));
-        if (isas.empty())
-            isas.push_back(DR_ISA_REF);
+        isas.push_back(dr_kernels_get()->isa); // what the server would run
     } else {
         for (const auto &name : [&] {
                  std::vector<std::string> v;
@@ -203,6 +233,31 @@ int main(int argc, char **argv)
             isas.push_back(isa);
         }
     }
+
+    if (isas.empty())
+        return 0;
+    dr_isa top_isa = *std::max_element(isas.begin(), isas.end());
+
+    // oneDNN and OpenMP read their variables once, at load: set them, then start again.
+    if (!getenv("DR_BENCH_ENV_SET")) {
+        setenv("DR_BENCH_ENV_SET", "1", 1);
+        setenv("OMP_NUM_THREADS", "1", 0);
+        const char *cap = onednn_isa == "same"  ? onednn_isa_for(top_isa)
+                          : onednn_isa == "max" ? nullptr
+                                                : onednn_isa.c_str();
+        if (cap)
+            setenv("ONEDNN_MAX_CPU_ISA", cap, 1);
+        else if (onednn_isa == "max")
+            unsetenv("ONEDNN_MAX_CPU_ISA");
+        execv("/proc/self/exe", argv);
+        std::perror("kernels_bench: re-exec");
+        return 2;
+    }
+#ifndef DR_HAVE_ONEDNN
+    if (with_onednn)
+        std::printf("SKIP: oneDNN peer (libdnnl-dev not found at build time)\n");
+    with_onednn = false;
+#endif
 
     std::vector<Spec> specs;
     if (!read_shapes(shapes_dir, specs, isas, quick))
@@ -226,9 +281,10 @@ int main(int argc, char **argv)
     benchmark::Initialize(&bargc, rest.data());
 
     std::vector<dr_bench_case *> cases;
+    int mismatches = 0;
     for (const auto &s : specs) {
-        dr_bench_case *bc =
-            dr_bench_case_create(s.op.c_str(), dr_kernels_for_isa(s.isa), s.m, s.n, s.k);
+        dr_bench_case *bc = dr_bench_case_create(s.op.c_str(), dr_kernels_for_isa(s.isa), s.m, s.n,
+                                                 s.k, with_onednn);
         if (!bc) {
             std::fprintf(stderr, "kernels_bench: cannot set up %s\n", bench_name(s).c_str());
             return 2;
@@ -237,9 +293,20 @@ int main(int argc, char **argv)
         benchmark::RegisterBenchmark(bench_name(s).c_str(), [bc](benchmark::State &state) {
             for (auto _ : state)
                 dr_bench_case_run(bc);
-            state.counters["ops"] = benchmark::Counter(
-                dr_bench_case_ops(bc), benchmark::Counter::kIsIterationInvariantRate);
         })->Unit(benchmark::kNanosecond);
+        if (dr_bench_case_has_onednn(bc)) {
+            if (!dr_bench_case_onednn_agrees(bc)) {
+                std::fprintf(stderr, "kernels_bench: MISMATCH oneDNN vs native on %s\n",
+                             bench_name(s).c_str());
+                mismatches++;
+            }
+            benchmark::RegisterBenchmark((bench_name(s) + "/onednn").c_str(),
+                                         [bc](benchmark::State &state) {
+                                             for (auto _ : state)
+                                                 dr_bench_case_run_onednn(bc);
+                                         })
+                ->Unit(benchmark::kNanosecond);
+        }
     }
 
     const dr_cpu_features *cpu = dr_cpu_features_get();
@@ -252,10 +319,16 @@ int main(int argc, char **argv)
     std::printf("driftrec kernels_bench  commit %s  cpu \"%s\"  clock %.2f GHz (measured)  "
                 "one thread\n",
                 DR_GIT_SHA, cpu->model_name, ghz);
-    std::printf("chosen table: isa=%s gemm=%s\n", dr_isa_name(dr_kernels_get()->isa),
-                dr_kernels_get()->gemm_s8_tile);
-    std::printf("%-8s %-20s %5s %5s %5s %-10s %9s %9s %7s\n", "op", "shape", "M", "N", "K", "isa",
-                "us/call", "GOPS", "%peak");
+    std::printf("chosen table: isa=%s gemm=%s; oneDNN peer: %s, ONEDNN_MAX_CPU_ISA=%s, "
+                "OMP_NUM_THREADS=%s\n",
+                dr_isa_name(dr_kernels_get()->isa), dr_kernels_get()->gemm_s8_tile,
+                with_onednn ? "on" : "off",
+                getenv("ONEDNN_MAX_CPU_ISA") ? getenv("ONEDNN_MAX_CPU_ISA") : "(no cap)",
+                getenv("OMP_NUM_THREADS") ? getenv("OMP_NUM_THREADS") : "(unset)");
+    std::printf("%-8s %-18s %5s %5s %5s %-10s %9s %7s %6s %8s %6s  %s\n", "op", "shape", "M", "N",
+                "K", "isa", "us/call", "GOPS", "%peak", "oneDNN", "ratio", "oneDNN impl");
+    std::vector<double> ratios_small, ratios_large;
+    int ref_rows = 0;
 
     cJSON *rows = cJSON_CreateArray();
     int n_rows = 0;
@@ -268,8 +341,28 @@ int main(int argc, char **argv)
         double gops = dr_bench_case_ops(cases[i]) / secs / 1e9;
         double peak = peak_ops_per_cycle(s.isa) * ghz;
         double pct = peak > 0 ? 100.0 * gops / peak : 0.0;
-        std::printf("%-8s %-20s %5zu %5zu %5zu %-10s %9.2f %9.1f %6.1f%%\n", s.op.c_str(),
-                    s.shape.c_str(), s.m, s.n, s.k, dr_isa_name(s.isa), secs * 1e6, gops, pct);
+        double onednn_gops = 0, ratio = 0;
+        std::string impl = "-";
+        auto od = reporter.results.find(bench_name(s) + "/onednn");
+        if (od != reporter.results.end() && od->second.ok) {
+            onednn_gops = dr_bench_case_ops(cases[i]) / od->second.seconds_per_run / 1e9;
+            ratio = gops / onednn_gops;
+            impl = dr_bench_case_onednn_impl(cases[i]);
+            if (impl.rfind("ref", 0) == 0)
+                ref_rows++;
+            else if (s.shape.rfind("bert-mini", 0) == 0 && s.m <= 128)
+                ratios_small.push_back(ratio);
+            else if (s.m >= 512)
+                ratios_large.push_back(ratio);
+        }
+        if (onednn_gops > 0)
+            std::printf("%-8s %-18s %5zu %5zu %5zu %-10s %9.2f %7.1f %5.1f%% %8.1f %6.2f  %s\n",
+                        s.op.c_str(), s.shape.c_str(), s.m, s.n, s.k, dr_isa_name(s.isa),
+                        secs * 1e6, gops, pct, onednn_gops, ratio, impl.c_str());
+        else
+            std::printf("%-8s %-18s %5zu %5zu %5zu %-10s %9.2f %7.1f %5.1f%% %8s %6s  -\n",
+                        s.op.c_str(), s.shape.c_str(), s.m, s.n, s.k, dr_isa_name(s.isa),
+                        secs * 1e6, gops, pct, "-", "-");
         cJSON *row = cJSON_CreateObject();
         cJSON_AddStringToObject(row, "op", s.op.c_str());
         cJSON_AddStringToObject(row, "shape", s.shape.c_str());
@@ -278,8 +371,14 @@ int main(int argc, char **argv)
         cJSON_AddNumberToObject(row, "K", static_cast<double>(s.k));
         cJSON_AddStringToObject(row, "isa", dr_isa_name(s.isa));
         cJSON_AddNumberToObject(row, "native_gops", gops);
-        cJSON_AddNullToObject(row, "onednn_gops"); // the oneDNN backend fills these
-        cJSON_AddNullToObject(row, "ratio");
+        if (onednn_gops > 0) {
+            cJSON_AddNumberToObject(row, "onednn_gops", onednn_gops);
+            cJSON_AddNumberToObject(row, "ratio", ratio);
+            cJSON_AddStringToObject(row, "onednn_impl", impl.c_str());
+        } else {
+            cJSON_AddNullToObject(row, "onednn_gops");
+            cJSON_AddNullToObject(row, "ratio");
+        }
         if (peak > 0)
             cJSON_AddNumberToObject(row, "pct_peak", pct);
         else
@@ -289,6 +388,12 @@ int main(int argc, char **argv)
     }
     for (auto *bc : cases)
         dr_bench_case_destroy(bc);
+    if (!ratios_small.empty() || !ratios_large.empty())
+        std::printf("native/oneDNN int8 GEMM: median ratio %.2f over BERT-mini shapes with M <= "
+                    "128 (%zu rows), %.2f at M >= 512 (%zu rows); oneDNN rows on a ref "
+                    "implementation: %d; oneDNN/native mismatches: %d\n",
+                    median(ratios_small), ratios_small.size(), median(ratios_large),
+                    ratios_large.size(), ref_rows, mismatches);
 
     char *text = cJSON_Print(rows);
     cJSON_Delete(rows);
