@@ -239,7 +239,8 @@ def prepare(result: LoadResult, name: str) -> PreparedData:
 
 def run_dataset(data: PreparedData, model_names: Sequence[str], config: EvalConfig, target: str = "test",
                 cold_fraction: float = 0.0, reference: Optional[str] = None,
-                half_life: float = baselines.DEFAULT_HALF_LIFE, log: Callable[[str], None] = print) -> dict[str, Any]:
+                half_life: float = baselines.DEFAULT_HALF_LIFE,
+                log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> dict[str, Any]:
     """Evaluate the named baselines on one prepared dataset; returns the JSON-ready record."""
     split = leave_one_out(data.sequences, target=target, cold_fraction=cold_fraction, seed=config.seed)
     names = [n for n in model_names if n != "bow-text" or data.item_text is not None]
@@ -247,7 +248,16 @@ def run_dataset(data: PreparedData, model_names: Sequence[str], config: EvalConf
     if not len(split.targets):
         raise ValueError(f"{data.name}: no user qualifies for evaluation")
     models = [baselines.make(n, half_life=half_life, seed=config.seed) for n in names]
-    results = evaluate_split(split, models, config, data.item_text, sampled=cold_fraction == 0)
+    sampled = cold_fraction == 0 and config.negatives > 0
+    notes = []
+    if sampled:
+        fewest = min(split.n_items - len(np.union1d(h, [t])) for h, t in zip(split.histories, split.targets))
+        if fewest < config.negatives:
+            sampled = False
+            notes.append(f"sampled metrics skipped: a user has only {fewest} items left, "
+                         f"{config.negatives} negatives needed")
+            log(f"note: {data.name}: {notes[-1]}")
+    results = evaluate_split(split, models, config, data.item_text, sampled=sampled)
     by_name = {r.name: r for r in results}
     ref = reference if reference in by_name else None
     record: dict[str, Any] = {
@@ -256,6 +266,7 @@ def run_dataset(data: PreparedData, model_names: Sequence[str], config: EvalConf
         "events": data.sequences.n_events, "evaluated_users": int(len(split.targets)),
         "load_counts": data.load_counts, "clean": data.clean.to_json(),
         "skipped_models": {n: "no item text" for n in skipped},
+        "notes": notes,
         "models": {r.name: {"metrics": r.summary(), "fit_seconds": round(r.fit_seconds, 3),
                             "score_seconds": round(r.score_seconds, 3)} for r in results},
         "reference": ref,
