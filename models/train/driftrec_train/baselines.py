@@ -268,11 +268,22 @@ class Pooling:
         self.seed = seed
         self.name = "pool-mean" if half_life is None else "pool-decay"
 
+    _last: Optional[tuple] = None
+    """(fit sequences object, n_items, dim, seed, vectors) of the last fit: pool-mean and
+    pool-decay share item vectors, so the SVD runs once per split. The sequences object itself
+    is kept (and compared by identity), so a stale entry can never match a new split."""
+
     def fit(self, data: FitData) -> None:
+        last = Pooling._last
+        if last is not None and last[0] is data.seqs and last[1:4] == (data.n_items, self.dim, self.seed):
+            self.vectors = last[4]
+            return
         vectors = item_vectors(data.seqs, data.n_items, self.dim, self.seed)
         norms = np.linalg.norm(vectors, axis=1)
         vectors[norms > 0] /= norms[norms > 0, None]
+        vectors.setflags(write=False)
         self.vectors = vectors
+        Pooling._last = (data.seqs, data.n_items, self.dim, self.seed, vectors)
 
     def user_vectors(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         out = np.zeros((len(histories), self.vectors.shape[1]))
