@@ -106,6 +106,16 @@ class SequenceFilesTest(TempDirTest):
         self.assertEqual([(e.user_id, e.item_id, e.ts, e.row) for e in result.events],
                          [("1", "5", 0, 0), ("1", "3", 1, 1), ("2", "5", 0, 2), ("1", "9", 2, 3)])
 
+    def test_undecodable_bytes_name_line(self) -> None:
+        path = self.dir / "pairs.txt"
+        path.write_bytes(b"1 5\n1 \xff\xfe\n")
+        with self.assertRaisesRegex(DataError, r"pairs\.txt:2: not valid utf-8"):
+            loaders.load_user_item_pairs(path)
+        gz = self.dir / "r.json.gz"
+        gz.write_bytes(gzip.compress(b'{"reviewerID": "u"}\n' * 50)[:-20])
+        with self.assertRaisesRegex(DataError, r"r\.json\.gz:\d+: cannot read line"):
+            loaders.load_amazon_reviews(gz)
+
     def test_pairs_malformed(self) -> None:
         path = self.write("pairs.txt", "1 5\n\n1 3 4\n")
         with self.assertRaisesRegex(DataError, r"pairs\.txt:3: expected 'user item'"):

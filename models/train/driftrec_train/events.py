@@ -21,7 +21,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional, TextIO
+from typing import Any, Iterable, Iterator, Optional
 
 EVENT_TYPES: tuple[str, ...] = ("impression", "view", "click", "cart", "purchase", "review")
 """Allowed ``event_type`` values, from weakest to strongest signal."""
@@ -200,32 +200,39 @@ def parse_item(obj: Any, path: str | Path = "<items>", line: int = 1) -> Item:
 
 # --------------------------------------------------------------------------- file I/O
 
-def open_text(path: str | Path) -> TextIO:
-    """Open a text file, transparently gunzipping ``*.gz``; UTF-8 with a clear error otherwise."""
+def text_lines(path: str | Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+    """Yield (1-based line number, decoded line) of a text file, gunzipped if ``*.gz``.
+
+    Lines are decoded one at a time so that undecodable bytes, or a truncated gzip, become a
+    :class:`DataError` naming the right line rather than a codec traceback.
+    """
     path = Path(path)
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, "r", encoding="utf-8")
-
-
-def iter_json_lines(path: str | Path) -> Iterator[tuple[int, Any]]:
-    """Yield ``(line_number, decoded_object)`` for each non-blank line; DataError on bad JSON."""
-    with open_text(path) as handle:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as handle:
         line_no = 0
         while True:
             try:
                 raw = handle.readline()
-            except (UnicodeDecodeError, EOFError, OSError) as exc:
+            except (EOFError, OSError) as exc:
                 raise DataError(path, line_no + 1, f"cannot read line: {exc}") from exc
             if not raw:
-                break
+                return
             line_no += 1
-            if not raw.strip():
-                continue
             try:
-                yield line_no, json.loads(raw)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, line_no, f"invalid JSON: {exc.msg} (column {exc.colno})") from exc
+                yield line_no, raw.decode(encoding)
+            except UnicodeDecodeError as exc:
+                raise DataError(path, line_no, f"not valid {encoding} at byte {exc.start}") from exc
+
+
+def iter_json_lines(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """Yield ``(line_number, decoded_object)`` for each non-blank line; DataError on bad JSON."""
+    for line_no, raw in text_lines(path):
+        if not raw.strip():
+            continue
+        try:
+            yield line_no, json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise DataError(path, line_no, f"invalid JSON: {exc.msg} (column {exc.colno})") from exc
 
 
 def read_events(path: str | Path) -> list[Event]:

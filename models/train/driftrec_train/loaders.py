@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from .events import DataError, Event, Item, iter_json_lines, open_text, read_events, read_items
+from .events import DataError, Event, Item, iter_json_lines, read_events, read_items, text_lines
 
 
 @dataclass
@@ -148,44 +148,42 @@ def load_movielens_ratings(path: str | Path) -> LoadResult:
     non-integer is malformed input.
     """
     result = LoadResult(events=[], source=str(path))
-    with open_text(path) as handle:
-        row = 0
-        for line_no, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            parts = raw.rstrip("\r\n").split("\t")
-            if len(parts) != 4:
-                raise DataError(path, line_no, f"expected 4 tab-separated fields, got {len(parts)}")
-            user, item, rating, ts = (p.strip() for p in parts)
-            result.counts["rows_read"] += 1
-            result.events.append(Event(
-                user_id=user or None, item_id=item or None,
-                ts=_int_field(ts, "timestamp", path, line_no) if ts else None,
-                event_type="review",
-                rating=float(_int_field(rating, "rating", path, line_no)) if rating else None,
-                row=row,
-            ))
-            row += 1
+    row = 0
+    for line_no, raw in text_lines(path):
+        if not raw.strip():
+            continue
+        parts = raw.rstrip("\r\n").split("\t")
+        if len(parts) != 4:
+            raise DataError(path, line_no, f"expected 4 tab-separated fields, got {len(parts)}")
+        user, item, rating, ts = (p.strip() for p in parts)
+        result.counts["rows_read"] += 1
+        result.events.append(Event(
+            user_id=user or None, item_id=item or None,
+            ts=_int_field(ts, "timestamp", path, line_no) if ts else None,
+            event_type="review",
+            rating=float(_int_field(rating, "rating", path, line_no)) if rating else None,
+            row=row,
+        ))
+        row += 1
     return result
 
 
 def load_movielens_items(path: str | Path) -> dict[str, Item]:
     """ml-100k ``u.item`` (Latin-1): title with year, and the genre flags joined as the category."""
     items: dict[str, Item] = {}
-    with open(path, "r", encoding="latin-1") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            if not raw.strip():
-                continue
-            parts = raw.rstrip("\r\n").split("|")
-            if len(parts) != 5 + len(ML_GENRES):
-                raise DataError(path, line_no, f"expected {5 + len(ML_GENRES)} '|'-separated fields, got {len(parts)}")
-            item_id = parts[0].strip()
-            _int_field(item_id, "movie id", path, line_no)
-            flags = parts[5:]
-            if any(f not in ("0", "1") for f in flags):
-                raise DataError(path, line_no, "genre flags must be 0 or 1")
-            genres = [g for g, f in zip(ML_GENRES, flags) if f == "1"]
-            items[item_id] = Item(item_id=item_id, title=parts[1].strip(), category="|".join(genres))
+    for line_no, raw in text_lines(path, encoding="latin-1"):
+        if not raw.strip():
+            continue
+        parts = raw.rstrip("\r\n").split("|")
+        if len(parts) != 5 + len(ML_GENRES):
+            raise DataError(path, line_no, f"expected {5 + len(ML_GENRES)} '|'-separated fields, got {len(parts)}")
+        item_id = parts[0].strip()
+        _int_field(item_id, "movie id", path, line_no)
+        flags = parts[5:]
+        if any(f not in ("0", "1") for f in flags):
+            raise DataError(path, line_no, "genre flags must be 0 or 1")
+        genres = [g for g, f in zip(ML_GENRES, flags) if f == "1"]
+        items[item_id] = Item(item_id=item_id, title=parts[1].strip(), category="|".join(genres))
     return items
 
 
@@ -208,19 +206,18 @@ def load_user_item_pairs(path: str | Path) -> LoadResult:
     """
     result = LoadResult(events=[], source=str(path))
     steps: Counter = Counter()
-    with open_text(path) as handle:
-        row = 0
-        for line_no, raw in enumerate(handle, start=1):
-            parts = raw.split()
-            if not parts:
-                continue
-            if len(parts) != 2:
-                raise DataError(path, line_no, f"expected 'user item', got {len(parts)} fields")
-            user, item = parts
-            result.counts["rows_read"] += 1
-            result.events.append(Event(user_id=user, item_id=item, ts=steps[user], event_type="review", row=row))
-            steps[user] += 1
-            row += 1
+    row = 0
+    for line_no, raw in text_lines(path):
+        parts = raw.split()
+        if not parts:
+            continue
+        if len(parts) != 2:
+            raise DataError(path, line_no, f"expected 'user item', got {len(parts)} fields")
+        user, item = parts
+        result.counts["rows_read"] += 1
+        result.events.append(Event(user_id=user, item_id=item, ts=steps[user], event_type="review", row=row))
+        steps[user] += 1
+        row += 1
     return result
 
 
@@ -233,31 +230,29 @@ def load_user_sequences(path: str | Path) -> LoadResult:
     result = LoadResult(events=[], source=str(path))
     steps: Counter = Counter()
     row = 0
-    with open_text(path) as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            parts = raw.split()
-            if not parts:
-                continue
-            result.counts["rows_read"] += 1
-            user, items = parts[0], parts[1:]
-            if not items:
-                result.counts["empty_sequences"] += 1
-                continue
-            for item in items:
-                result.events.append(Event(user_id=user, item_id=item, ts=steps[user], event_type="review", row=row))
-                steps[user] += 1
-                row += 1
+    for line_no, raw in text_lines(path):
+        parts = raw.split()
+        if not parts:
+            continue
+        result.counts["rows_read"] += 1
+        user, items = parts[0], parts[1:]
+        if not items:
+            result.counts["empty_sequences"] += 1
+            continue
+        for item in items:
+            result.events.append(Event(user_id=user, item_id=item, ts=steps[user], event_type="review", row=row))
+            steps[user] += 1
+            row += 1
     result.counts["events"] = len(result.events)
     return result
 
 
 def _read_tsv_with_header(path: Path) -> list[tuple[int, list[str]]]:
     rows = []
-    with open_text(path) as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            if line_no == 1 or not raw.strip():
-                continue  # RecBole atomic files start with a typed header
-            rows.append((line_no, raw.rstrip("\r\n").split("\t")))
+    for line_no, raw in text_lines(path):
+        if line_no == 1 or not raw.strip():
+            continue  # RecBole atomic files start with a typed header
+        rows.append((line_no, raw.rstrip("\r\n").split("\t")))
     return rows
 
 
@@ -270,14 +265,13 @@ def load_recbole_sequences(prefix: str | Path) -> LoadResult:
     prefix = Path(prefix)
     def index_map(path: Path) -> dict[str, str]:
         mapping = {}
-        with open_text(path) as handle:
-            for line_no, raw in enumerate(handle, start=1):
-                if not raw.strip():
-                    continue
-                parts = raw.rstrip("\r\n").split("\t")
-                if len(parts) != 2:
-                    raise DataError(path, line_no, f"expected 'id \\t index', got {len(parts)} fields")
-                mapping[parts[1]] = parts[0]
+        for line_no, raw in text_lines(path):
+            if not raw.strip():
+                continue
+            parts = raw.rstrip("\r\n").split("\t")
+            if len(parts) != 2:
+                raise DataError(path, line_no, f"expected 'id \\t index', got {len(parts)} fields")
+            mapping[parts[1]] = parts[0]
         return mapping
     items = index_map(prefix.with_name(prefix.name + ".item2index"))
     users = index_map(prefix.with_name(prefix.name + ".user2index"))
