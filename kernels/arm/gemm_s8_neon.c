@@ -25,6 +25,7 @@
 #define NR             DR_PACK_S8_NR
 #define A_BLOCK_BYTES  (128 * 1024)
 #define MAX_BLOCK_ROWS 256
+#define B_CHUNK_BYTES  (256 * 1024) /* packed weights kept in L2 per chunk */
 
 static inline int32x4_t madd4(int32x4_t acc, int8x16_t w, int8x16_t a4)
 {
@@ -114,25 +115,33 @@ static void gemm(size_t m, const int8_t *a, size_t lda, const struct dr_packed_s
     size_t n_panels = b->n_padded / NR;
     size_t block = A_BLOCK_BYTES / b->k / MR * MR;
     block = block < MR ? MR : block > MAX_BLOCK_ROWS ? MAX_BLOCK_ROWS : block;
+    size_t panels_per_chunk = B_CHUNK_BYTES / (b->k_padded * NR);
+    panels_per_chunk = panels_per_chunk ? panels_per_chunk : 1;
     int32_t row_sums[MAX_BLOCK_ROWS];
     for (size_t i0 = 0; i0 < m; i0 += block) {
         size_t i_end = i0 + block < m ? i0 + block : m;
         for (size_t i = i0; i < i_end; i++)
             row_sums[i - i0] = row_sum_s8(a + i * lda, b->k);
-        for (size_t p = 0; p < n_panels; p++) {
+        /* Row tiles sweep a chunk of panels (weights kept in L2): C rows are written left
+         * to right instead of down columns at the row stride. */
+        for (size_t p0 = 0; p0 < n_panels; p0 += panels_per_chunk) {
+            size_t p_end = p0 + panels_per_chunk < n_panels ? p0 + panels_per_chunk : n_panels;
             size_t i = i0;
             for (; i + MR <= i_end; i += MR)
-                tile(MR, a + i * lda, lda, b, p, row_sums + (i - i0), (char *)c + i * ldc * 4, ldc,
-                     ep, i);
+                for (size_t p = p0; p < p_end; p++)
+                    tile(MR, a + i * lda, lda, b, p, row_sums + (i - i0), (char *)c + i * ldc * 4,
+                         ldc, ep, i);
             const int32_t *rs = row_sums + (i - i0);
             char *ci = (char *)c + i * ldc * 4;
             size_t rest = i_end - i;
-            if (rest == 3)
-                tile(3, a + i * lda, lda, b, p, rs, ci, ldc, ep, i);
-            else if (rest == 2)
-                tile(2, a + i * lda, lda, b, p, rs, ci, ldc, ep, i);
-            else if (rest == 1)
-                tile(1, a + i * lda, lda, b, p, rs, ci, ldc, ep, i);
+            for (size_t p = p0; p < p_end; p++) {
+                if (rest == 3)
+                    tile(3, a + i * lda, lda, b, p, rs, ci, ldc, ep, i);
+                else if (rest == 2)
+                    tile(2, a + i * lda, lda, b, p, rs, ci, ldc, ep, i);
+                else if (rest == 1)
+                    tile(1, a + i * lda, lda, b, p, rs, ci, ldc, ep, i);
+            }
         }
     }
 }

@@ -9,8 +9,8 @@
  * Tile: 4 rows x 16 columns (8 ymm accumulators) over the whole k, so the epilogue runs once
  * on registers.  Each 4-byte group of a row is broadcast and meets one 64-byte packed group
  * (two ymm): per group 16 multiplies on the two vector-multiply ports and 8 adds elsewhere.
- * Rows are blocked (about 128 KiB of A, at most MAX_BLOCK_ROWS) so a block and one packed
- * panel stay in L2 while the panel is reused by every row of the block.
+ * Rows are blocked (about 128 KiB of A, at most MAX_BLOCK_ROWS) and panels chunked (about
+ * 256 KiB of weights) so both stay in L2 while every row tile sweeps the chunk's panels.
  */
 #include "math_avx2.h"
 #include "x86.h"
@@ -21,6 +21,7 @@
 #define NR             DR_PACK_S8_NR
 #define A_BLOCK_BYTES  (128 * 1024)
 #define MAX_BLOCK_ROWS 256
+#define B_CHUNK_BYTES  (256 * 1024) /* packed weights kept in L2 per chunk */
 
 static int32_t row_sum_s8(const int8_t *row, size_t k)
 {
@@ -186,25 +187,34 @@ static inline __attribute__((always_inline)) void gemm(size_t m, const int8_t *a
     size_t n_panels = b->n_padded / NR;
     size_t block = A_BLOCK_BYTES / b->k / MR * MR;
     block = block < MR ? MR : block > MAX_BLOCK_ROWS ? MAX_BLOCK_ROWS : block;
+    size_t panels_per_chunk = B_CHUNK_BYTES / (b->k_padded * NR);
+    panels_per_chunk = panels_per_chunk ? panels_per_chunk : 1;
     int32_t row_sums[MAX_BLOCK_ROWS];
     for (size_t i0 = 0; i0 < m; i0 += block) {
         size_t i_end = i0 + block < m ? i0 + block : m;
         for (size_t i = i0; i < i_end; i++)
             row_sums[i - i0] = row_sum_s8(a + i * lda, b->k);
-        for (size_t p = 0; p < n_panels; p++) {
+        /* Panels in chunks whose weights stay in L2 while every row tile of the block
+         * sweeps them: output rows are then written left to right.  (Panel-outer order
+         * wrote C down columns; with 4 KiB row strides every store hit one L1 set.) */
+        for (size_t p0 = 0; p0 < n_panels; p0 += panels_per_chunk) {
+            size_t p_end = p0 + panels_per_chunk < n_panels ? p0 + panels_per_chunk : n_panels;
             size_t i = i0;
             for (; i + MR <= i_end; i += MR)
-                tile(MR, a + i * lda, lda, b, p, row_sums + (i - i0), (char *)c + i * ldc * 4, ldc,
-                     ep, i);
+                for (size_t p = p0; p < p_end; p++)
+                    tile(MR, a + i * lda, lda, b, p, row_sums + (i - i0), (char *)c + i * ldc * 4,
+                         ldc, ep, i);
             size_t rest = i_end - i;
             const int32_t *rs = row_sums + (i - i0);
             char *ci = (char *)c + i * ldc * 4;
-            if (rest == 3)
-                tile(3, a + i * lda, lda, b, p, rs, ci, ldc, ep, i);
-            else if (rest == 2)
-                tile(2, a + i * lda, lda, b, p, rs, ci, ldc, ep, i);
-            else if (rest == 1)
-                tile(1, a + i * lda, lda, b, p, rs, ci, ldc, ep, i);
+            for (size_t p = p0; p < p_end; p++) {
+                if (rest == 3)
+                    tile(3, a + i * lda, lda, b, p, rs, ci, ldc, ep, i);
+                else if (rest == 2)
+                    tile(2, a + i * lda, lda, b, p, rs, ci, ldc, ep, i);
+                else if (rest == 1)
+                    tile(1, a + i * lda, lda, b, p, rs, ci, ldc, ep, i);
+            }
         }
     }
 }

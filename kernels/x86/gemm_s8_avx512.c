@@ -26,6 +26,7 @@
 #define NR             DR_PACK_S8_NR
 #define A_BLOCK_BYTES  (256 * 1024)
 #define MAX_BLOCK_ROWS 512
+#define B_CHUNK_BYTES  (512 * 1024) /* packed weights kept in L2 per chunk */
 
 static inline __m512i madd_u8s8(__m512i acc, __m512i w_u8, __m512i a_s8)
 {
@@ -115,43 +116,17 @@ tile(size_t mr, size_t np, const int8_t *a, size_t lda, const struct dr_packed_s
     }
 }
 
+/* One row tile of mr rows across panels [p0, p_end): pairs of panels, then a last single. */
 static inline __attribute__((always_inline)) void
-row_tiles(size_t np, size_t i0, size_t i_end, const int8_t *a, size_t lda,
-          const struct dr_packed_s8 *b, size_t p, const int32_t *row_sums, void *c, size_t ldc,
-          const struct dr_gemm_epilogue *ep)
+panel_sweep(size_t mr, size_t p0, size_t p_end, const int8_t *a, size_t lda,
+            const struct dr_packed_s8 *b, const int32_t *row_sums, void *c, size_t ldc,
+            const struct dr_gemm_epilogue *ep, size_t row0)
 {
-    size_t i = i0;
-    for (; i + MR <= i_end; i += MR)
-        tile(MR, np, a + i * lda, lda, b, p, row_sums + (i - i0), (char *)c + i * ldc * 4, ldc, ep,
-             i);
-    const int32_t *rs = row_sums + (i - i0);
-    char *ci = (char *)c + i * ldc * 4;
-    const int8_t *ai = a + i * lda;
-    switch (i_end - i) {
-    case 7:
-        tile(7, np, ai, lda, b, p, rs, ci, ldc, ep, i);
-        break;
-    case 6:
-        tile(6, np, ai, lda, b, p, rs, ci, ldc, ep, i);
-        break;
-    case 5:
-        tile(5, np, ai, lda, b, p, rs, ci, ldc, ep, i);
-        break;
-    case 4:
-        tile(4, np, ai, lda, b, p, rs, ci, ldc, ep, i);
-        break;
-    case 3:
-        tile(3, np, ai, lda, b, p, rs, ci, ldc, ep, i);
-        break;
-    case 2:
-        tile(2, np, ai, lda, b, p, rs, ci, ldc, ep, i);
-        break;
-    case 1:
-        tile(1, np, ai, lda, b, p, rs, ci, ldc, ep, i);
-        break;
-    default:
-        break;
-    }
+    size_t p = p0;
+    for (; p + 2 <= p_end; p += 2)
+        tile(mr, 2, a, lda, b, p, row_sums, c, ldc, ep, row0);
+    if (p < p_end)
+        tile(mr, 1, a, lda, b, p, row_sums, c, ldc, ep, row0);
 }
 
 static void gemm(size_t m, const int8_t *a, size_t lda, const struct dr_packed_s8 *b, void *c,
@@ -160,16 +135,51 @@ static void gemm(size_t m, const int8_t *a, size_t lda, const struct dr_packed_s
     size_t n_panels = b->n_padded / NR;
     size_t block = A_BLOCK_BYTES / b->k / MR * MR;
     block = block < MR ? MR : block > MAX_BLOCK_ROWS ? MAX_BLOCK_ROWS : block;
+    size_t panels_per_chunk = B_CHUNK_BYTES / (b->k_padded * NR) / 2 * 2;
+    panels_per_chunk = panels_per_chunk ? panels_per_chunk : 2;
     int32_t row_sums[MAX_BLOCK_ROWS];
     for (size_t i0 = 0; i0 < m; i0 += block) {
         size_t i_end = i0 + block < m ? i0 + block : m;
         for (size_t i = i0; i < i_end; i++)
             row_sums[i - i0] = row_sum_s8(a + i * lda, b->k);
-        size_t p = 0;
-        for (; p + 2 <= n_panels; p += 2)
-            row_tiles(2, i0, i_end, a, lda, b, p, row_sums, c, ldc, ep);
-        if (p < n_panels)
-            row_tiles(1, i0, i_end, a, lda, b, p, row_sums, c, ldc, ep);
+        /* Row tiles sweep a chunk of panels (weights kept in L2), writing C rows left to
+         * right; panel-outer order wrote down columns and thrashed one L1 set at 4 KiB
+         * row strides. */
+        for (size_t p0 = 0; p0 < n_panels; p0 += panels_per_chunk) {
+            size_t p_end = p0 + panels_per_chunk < n_panels ? p0 + panels_per_chunk : n_panels;
+            size_t i = i0;
+            for (; i + MR <= i_end; i += MR)
+                panel_sweep(MR, p0, p_end, a + i * lda, lda, b, row_sums + (i - i0),
+                            (char *)c + i * ldc * 4, ldc, ep, i);
+            const int32_t *rs = row_sums + (i - i0);
+            char *ci = (char *)c + i * ldc * 4;
+            const int8_t *ai = a + i * lda;
+            switch (i_end - i) {
+            case 7:
+                panel_sweep(7, p0, p_end, ai, lda, b, rs, ci, ldc, ep, i);
+                break;
+            case 6:
+                panel_sweep(6, p0, p_end, ai, lda, b, rs, ci, ldc, ep, i);
+                break;
+            case 5:
+                panel_sweep(5, p0, p_end, ai, lda, b, rs, ci, ldc, ep, i);
+                break;
+            case 4:
+                panel_sweep(4, p0, p_end, ai, lda, b, rs, ci, ldc, ep, i);
+                break;
+            case 3:
+                panel_sweep(3, p0, p_end, ai, lda, b, rs, ci, ldc, ep, i);
+                break;
+            case 2:
+                panel_sweep(2, p0, p_end, ai, lda, b, rs, ci, ldc, ep, i);
+                break;
+            case 1:
+                panel_sweep(1, p0, p_end, ai, lda, b, rs, ci, ldc, ep, i);
+                break;
+            default:
+                break;
+            }
+        }
     }
 }
 
