@@ -75,7 +75,8 @@ static inline __m512 dr__gelu_avx512(__m512 x)
 /* Lanes [0, n) of 16. */
 static inline __mmask16 dr__tail_mask16(size_t n)
 {
-    return n >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << n) - 1u);
+    unsigned bits = n >= 16 ? 0xffffu : (1u << n) - 1u;
+    return (__mmask16)bits;
 }
 
 #endif /* DR_MATH_AVX512_H */
