@@ -22,6 +22,9 @@
 #define GEMM_S8_SUFFIX(name) name##__avx512vnni
 #endif
 
+/* A 4-byte group of an activation row: any alignment, may alias the int8 row. */
+typedef int32_t dr_unaligned_i32 __attribute__((aligned(1), may_alias));
+
 #define MR             8
 #define NR             DR_PACK_S8_NR
 #define A_BLOCK_BYTES  (256 * 1024)
@@ -66,9 +69,9 @@ tile(size_t mr, size_t np, const int8_t *a, size_t lda, const struct dr_packed_s
         __m512i b0 = _mm512_load_si512(p0);
         __m512i b1 = np > 1 ? _mm512_load_si512(p1) : b0;
         for (size_t r = 0; r < mr; r++) {
-            int32_t word;
-            memcpy(&word, a + r * lda + kk, 4);
-            __m512i av = _mm512_set1_epi32(word);
+            /* Broadcast straight from memory (a load-port op); through a general register
+             * it would take the port vpdpbusd needs. */
+            __m512i av = _mm512_set1_epi32(*(const dr_unaligned_i32 *)(a + r * lda + kk));
             acc[r][0] = madd_u8s8(acc[r][0], b0, av);
             if (np > 1)
                 acc[r][1] = madd_u8s8(acc[r][1], b1, av);
