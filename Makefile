@@ -72,3 +72,20 @@ check-format:
 
 clean:
 	@rm -rf $(BUILD_DIR) $(ASAN_DIR)
+
+# The ANN index against hnswlib and FAISS: synthetic 100k x 128 and the real item vectors
+# (docs/ann.md).  One thread for queries, --threads for builds; JSON, PNG and a markdown table
+# in build/bench/ann/.  bench-ann-scale: the 1M x 64 set (driftrec and hnswlib).
+ANN_OUT = $(BUILD_DIR)/bench/ann
+bench-ann: build
+	@mkdir -p $(ANN_OUT)
+	@OPENBLAS_NUM_THREADS=1 $(ANN_OUT)/ann_bench --sets synthetic,real --threads 2 \
+		--work $(ANN_OUT) --json $(ANN_OUT)/ann.json $(ANN_FLAGS)
+	@/usr/bin/python3 bench/ann/report.py $(ANN_OUT)/ann.json $(ANN_OUT)/ann.png
+
+bench-ann-scale: build
+	@mkdir -p $(ANN_OUT)
+	@$(ANN_OUT)/ann_bench --sets scale --threads 2 --indexes driftrec,driftrec-rerank,hnswlib \
+		--work $(ANN_OUT) --json $(ANN_OUT)/ann-scale.json $(ANN_FLAGS)
+	@/usr/bin/python3 bench/ann/report.py $(ANN_OUT)/ann-scale.json $(ANN_OUT)/ann-scale.png
+.PHONY: bench-ann bench-ann-scale
