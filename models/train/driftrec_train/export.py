@@ -120,3 +120,27 @@ def export_interest(model: interest_mod.InterestModel, out_dir: str | Path, *,
     return write_model(out_dir, architecture="interest-lstm", config=c.to_dict(),
                        tensors=_state(model), linear_weights=interest_mod.linear_weight_names(c),
                        dtype=dtype, name=name, version=version)
+
+
+def read_model(model_dir: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(manifest, float32 tensors) of a model directory, checksums checked; int8 weights come
+    back dequantised (codes x scales) under their own names, without the scale tensors."""
+    d = Path(model_dir)
+    manifest = json.loads((d / "manifest.json").read_text())
+    w = manifest["weights"]
+    path = d / w["file"]
+    if sha256_file(path) != w["sha256"]:
+        raise ValueError(f"{path}: sha256 does not match the manifest")
+    tensors = safetensors_io.read(path)
+    if w["dtype"] == "int8":
+        for k in list(tensors):
+            if k + "_scale" in tensors:
+                tensors[k] = dequantize_weight(tensors[k], tensors.pop(k + "_scale"))
+    return manifest, {k: v.astype(np.float32) for k, v in tensors.items()}
+
+
+def load_bert(model_dir: str | Path) -> bert_mod.TextEncoder:
+    manifest, tensors = read_model(model_dir)
+    model = bert_mod.TextEncoder(bert_mod.BertConfig.from_dict(manifest["config"]))
+    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()})
+    return model.eval()
