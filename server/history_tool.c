@@ -1,0 +1,119 @@
+/* history_tool.c: driftrec-history, a read-only look into the history store.
+ *   driftrec-history DIR user USER_ID [N]   the user's last N events (all if N is 0), JSON lines
+ *   driftrec-history DIR log                the event log, JSON lines
+ *   driftrec-history DIR flags              the LMDB environment flags (durability check)
+ * Strings are printed JSON-escaped with cJSON. */
+#include <cjson/cJSON.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "driftrec.pb-c.h"
+#include "history.h"
+
+static char *dup_bytes(ProtobufCBinaryData b, protobuf_c_boolean has)
+{
+    char *s = malloc(has ? b.len + 1 : 1);
+    if (!s)
+        return NULL;
+    if (has)
+        memcpy(s, b.data, b.len);
+    s[has ? b.len : 0] = '\0';
+    return s;
+}
+
+static void add_string(cJSON *o, const char *key, ProtobufCBinaryData b, protobuf_c_boolean has)
+{
+    char *s = dup_bytes(b, has);
+    if (s && (has || strcmp(key, "text") == 0))
+        cJSON_AddStringToObject(o, key, s);
+    free(s);
+}
+
+static void print_event(const uint8_t *packed, size_t len, const char *kind)
+{
+    Driftrec__V1__Event *e = driftrec__v1__event__unpack(NULL, len, packed);
+    if (!e) {
+        printf("{\"error\":\"undecodable record of %zu bytes\"}\n", len);
+        return;
+    }
+    cJSON *o = cJSON_CreateObject();
+    if (kind)
+        cJSON_AddStringToObject(o, "kind", kind);
+    add_string(o, "user_id", e->user_id, e->has_user_id);
+    add_string(o, "item_id", e->item_id, e->has_item_id);
+    cJSON_AddNumberToObject(o, "ts", (double)e->ts);
+    static const char *const types[] = {"unspecified", "impression", "view",  "click",
+                                        "cart",        "purchase",   "review"};
+    cJSON_AddStringToObject(o, "event_type",
+                            (unsigned)e->event_type < 7 ? types[e->event_type] : "unknown");
+    if (e->has_dwell_s)
+        cJSON_AddNumberToObject(o, "dwell_s", e->dwell_s);
+    else
+        cJSON_AddNullToObject(o, "dwell_s");
+    if (e->has_amount)
+        cJSON_AddNumberToObject(o, "amount", e->amount);
+    else
+        cJSON_AddNullToObject(o, "amount");
+    if (e->has_rating)
+        cJSON_AddNumberToObject(o, "rating", e->rating);
+    else
+        cJSON_AddNullToObject(o, "rating");
+    add_string(o, "text", e->text, e->has_text);
+    add_string(o, "event_id", e->event_id, e->has_event_id);
+    add_string(o, "request_id", e->request_id, e->has_request_id);
+    add_string(o, "variant", e->variant, e->has_variant);
+    if (e->has_position)
+        cJSON_AddNumberToObject(o, "position", e->position);
+    char *text = cJSON_PrintUnformatted(o);
+    printf("%s\n", text);
+    free(text);
+    cJSON_Delete(o);
+    driftrec__v1__event__free_unpacked(e, NULL);
+}
+
+static void visit_user(void *ctx, const uint8_t *packed, size_t len)
+{
+    (void)ctx;
+    print_event(packed, len, NULL);
+}
+
+static void visit_log(void *ctx, uint64_t seq, int kind, const uint8_t *packed, size_t len)
+{
+    (void)ctx;
+    (void)seq;
+    print_event(packed, len, kind == DR_HISTORY_LOG_IMPRESSION ? "impression" : "event");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s DIR user USER_ID [N] | DIR log | DIR flags\n", argv[0]);
+        return 2;
+    }
+    struct dr_history *h = NULL;
+    struct dr_error err = {0};
+    if (dr_history_open(argv[1], NULL, &h, &err) != DR_OK) {
+        fprintf(stderr, "driftrec-history: %s\n", err.msg);
+        return 1;
+    }
+    int rc = 0;
+    if (strcmp(argv[2], "user") == 0 && argc >= 4) {
+        size_t n = argc >= 5 ? (size_t)strtoul(argv[4], NULL, 10) : 0;
+        if (dr_history_read_user(h, argv[3], strlen(argv[3]), n, visit_user, NULL, NULL) != DR_OK)
+            rc = 1;
+    } else if (strcmp(argv[2], "log") == 0) {
+        rc = dr_history_read_log(h, visit_log, NULL) == DR_OK ? 0 : 1;
+    } else if (strcmp(argv[2], "flags") == 0) {
+        unsigned int f = dr_history_env_flags(h);
+        printf("{\"flags\":%u,\"nosync\":%d,\"nometasync\":%d,\"mapasync\":%d,\"writemap\":%d}\n",
+               f, !!(f & MDB_NOSYNC), !!(f & MDB_NOMETASYNC), !!(f & MDB_MAPASYNC),
+               !!(f & MDB_WRITEMAP));
+    } else {
+        fprintf(stderr, "driftrec-history: unknown command '%s'\n", argv[2]);
+        rc = 2;
+    }
+    dr_history_close(h);
+    return rc;
+}

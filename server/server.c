@@ -1,0 +1,652 @@
+/* server.c: the gRPC C-core server.
+ *
+ * One completion queue, n_pollers threads on grpc_completion_queue_next.  Every registered
+ * method keeps a few requests posted (each a heap struct call whose address is the tag);
+ * a generic request catches unknown methods so they get UNIMPLEMENTED at once instead of
+ * hanging until the client's deadline.  A call has at most one batch outstanding:
+ *   PHASE_REQUESTED  posted, waiting for a client; the payload arrives with the call
+ *   PHASE_REPLYING   the single final batch (initial metadata, message, status, close)
+ * Pollers decode and validate (cheap, bounded by the message size limit), then hand the call
+ * to the work pool; a full pool answers RESOURCE_EXHAUSTED at once.  Workers run the
+ * handler and start the reply batch; its completion (on a poller) frees the call.
+ * Shutdown: health NOT_SERVING, shutdown_and_notify on a separate pluck queue, cancel what
+ * outlives the grace period, drain the work pool, destroy, drain the queue, join pollers.
+ */
+#include "server.h"
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "driftrec.pb-c.h"
+#include "grpc/health/v1/health.pb-c.h"
+#include "history.h"
+#include "validate.h"
+#include "workpool.h"
+
+enum method {
+    M_RECOMMEND,
+    M_RANK,
+    M_EMBED,
+    M_INGEST,
+    M_GET_MODEL,
+    M_HEALTH,
+    M_COUNT,
+    M_GENERIC = M_COUNT,
+};
+
+static const char *const method_paths[M_COUNT] = {
+    [M_RECOMMEND] = "/driftrec.v1.Recommender/Recommend",
+    [M_RANK] = "/driftrec.v1.Recommender/Rank",
+    [M_EMBED] = "/driftrec.v1.Recommender/Embed",
+    [M_INGEST] = "/driftrec.v1.Recommender/Ingest",
+    [M_GET_MODEL] = "/driftrec.v1.Recommender/GetModel",
+    [M_HEALTH] = "/grpc.health.v1.Health/Check",
+};
+
+#define REQUESTS_POSTED_PER_METHOD 8
+#define SERVICE_NAME               "driftrec.v1.Recommender"
+
+enum phase { PHASE_REQUESTED, PHASE_REPLYING };
+
+struct dr_server {
+    struct dr_server_opts opts;
+    grpc_server *server;
+    grpc_completion_queue *cq;
+    grpc_completion_queue *shutdown_cq;
+    void *method_handles[M_COUNT];
+    pthread_t *pollers;
+    int n_pollers;
+    struct dr_workpool *pool;
+    struct dr_history *history;
+    atomic_bool is_draining;
+    char variant[DR_MAX_TAG_BYTES + 1];
+};
+
+struct call {
+    struct dr_server *srv;
+    enum method method;
+    enum phase phase;
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array request_md;
+    grpc_byte_buffer *payload;
+    grpc_call_details details; /* generic requests only */
+    uint64_t start_ns;
+    /* decoded request: one of these, freed with the call */
+    ProtobufCMessage *request;
+    /* reply */
+    grpc_byte_buffer *reply;
+    grpc_slice status_details;
+    grpc_metadata reply_md[1];
+    int cancelled;
+};
+
+/* ---- posting requests and freeing calls ------------------------------------------------ */
+
+static void post_request(struct dr_server *srv, enum method m)
+{
+    struct call *c = calloc(1, sizeof *c);
+    if (!c) {
+        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"out of memory posting a request\"}\n");
+        return;
+    }
+    c->srv = srv;
+    c->method = m;
+    c->phase = PHASE_REQUESTED;
+    grpc_metadata_array_init(&c->request_md);
+    grpc_call_error e;
+    if (m == M_GENERIC) {
+        grpc_call_details_init(&c->details);
+        e = grpc_server_request_call(srv->server, &c->call, &c->details, &c->request_md, srv->cq,
+                                     srv->cq, c);
+    } else {
+        e = grpc_server_request_registered_call(srv->server, srv->method_handles[m], &c->call,
+                                                &c->deadline, &c->request_md, &c->payload, srv->cq,
+                                                srv->cq, c);
+    }
+    if (e != GRPC_CALL_OK) {
+        grpc_metadata_array_destroy(&c->request_md);
+        if (m == M_GENERIC)
+            grpc_call_details_destroy(&c->details);
+        free(c);
+    }
+}
+
+static void free_call(struct call *c)
+{
+    if (c->call)
+        grpc_call_unref(c->call);
+    grpc_metadata_array_destroy(&c->request_md);
+    if (c->method == M_GENERIC)
+        grpc_call_details_destroy(&c->details);
+    if (c->payload)
+        grpc_byte_buffer_destroy(c->payload);
+    if (c->reply)
+        grpc_byte_buffer_destroy(c->reply);
+    if (c->request)
+        protobuf_c_message_free_unpacked(c->request, NULL);
+    grpc_slice_unref(c->status_details);
+    free(c);
+}
+
+/* ---- replies --------------------------------------------------------------------------- */
+
+/* Starts the call's one final batch.  body (may be NULL) is a packed message; msg is the
+ * status detail.  The call is freed when the batch completes. */
+static void reply(struct call *c, grpc_status_code status, const char *msg,
+                  const ProtobufCMessage *body)
+{
+    grpc_op ops[4];
+    memset(ops, 0, sizeof ops);
+    size_t n = 0;
+    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
+    if (c->srv->variant[0]) {
+        c->reply_md[0].key = grpc_slice_from_static_string("x-variant");
+        c->reply_md[0].value = grpc_slice_from_static_string(c->srv->variant);
+        ops[n].data.send_initial_metadata.count = 1;
+        ops[n].data.send_initial_metadata.metadata = c->reply_md;
+    }
+    n++;
+    if (status == GRPC_STATUS_OK && body) {
+        size_t len = protobuf_c_message_get_packed_size(body);
+        grpc_slice slice = grpc_slice_malloc(len);
+        protobuf_c_message_pack(body, GRPC_SLICE_START_PTR(slice));
+        c->reply = grpc_raw_byte_buffer_create(&slice, 1);
+        grpc_slice_unref(slice);
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n].data.send_message.send_message = c->reply;
+        n++;
+    }
+    c->status_details = grpc_slice_from_copied_string(msg ? msg : "");
+    ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[n].data.send_status_from_server.status = status;
+    ops[n].data.send_status_from_server.status_details = &c->status_details;
+    n++;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n].data.recv_close_on_server.cancelled = &c->cancelled;
+    n++;
+    c->phase = PHASE_REPLYING;
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, c, NULL);
+    if (e != GRPC_CALL_OK) {
+        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"start_batch failed\",\"code\":%d}\n",
+                (int)e);
+        free_call(c);
+    }
+}
+
+static grpc_status_code status_of(enum dr_status st)
+{
+    switch (st) {
+    case DR_OK:
+        return GRPC_STATUS_OK;
+    case DR_ERR_INVALID_ARG:
+    case DR_ERR_FORMAT:
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    case DR_ERR_OVERLOADED:
+    case DR_ERR_NOMEM:
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    case DR_ERR_DEADLINE:
+        return GRPC_STATUS_DEADLINE_EXCEEDED;
+    case DR_ERR_IO:
+    case DR_ERR_UNSUPPORTED_CPU:
+    case DR_ERR_INTERNAL:
+        break;
+    }
+    return GRPC_STATUS_INTERNAL;
+}
+
+/* ---- handlers (run on workers) ----------------------------------------------------------- */
+
+static bool deadline_passed(const struct call *c)
+{
+    gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
+    return gpr_time_cmp(gpr_convert_clock_type(c->deadline, GPR_CLOCK_MONOTONIC), now) < 0;
+}
+
+static void handle_ingest(struct call *c)
+{
+    Driftrec__V1__IngestRequest *req = (Driftrec__V1__IngestRequest *)c->request;
+    struct dr_event *events = calloc(req->n_events ? req->n_events : 1, sizeof *events);
+    if (!events) {
+        reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory", NULL);
+        return;
+    }
+    char msg[256];
+    for (size_t i = 0; i < req->n_events; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "events[%zu]", i);
+        if (!dr_validate_event(req->events[i], name, NULL, &events[i], msg, sizeof msg)) {
+            free(events);
+            reply(c, GRPC_STATUS_INVALID_ARGUMENT, msg, NULL);
+            return;
+        }
+    }
+    size_t accepted = 0, duplicates = 0;
+    struct dr_error err = {0};
+    enum dr_status st = dr_history_write(c->srv->history, events, req->n_events, false, &accepted,
+                                         &duplicates, &err);
+    free(events);
+    if (st != DR_OK) {
+        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"ingest failed\",\"detail\":\"%s\"}\n",
+                err.msg);
+        reply(c, status_of(st), "ingest failed: the events were not stored", NULL);
+        return;
+    }
+    Driftrec__V1__IngestResponse resp = DRIFTREC__V1__INGEST_RESPONSE__INIT;
+    resp.has_accepted = 1;
+    resp.accepted = (int32_t)accepted;
+    resp.has_duplicates = 1;
+    resp.duplicates = (int32_t)duplicates;
+    reply(c, GRPC_STATUS_OK, NULL, &resp.base);
+}
+
+static void handle_get_model(struct call *c)
+{
+    Driftrec__V1__GetModelResponse resp = DRIFTREC__V1__GET_MODEL_RESPONSE__INIT;
+    reply(c, GRPC_STATUS_OK, NULL, &resp.base); /* no model loaded: an empty list */
+}
+
+/* Recommend, Rank and Embed need a loaded model; their requests are validated in full
+ * first, so a client learns about a malformed request before it learns about the model. */
+static void handle_needs_model(struct call *c)
+{
+    reply(c, GRPC_STATUS_FAILED_PRECONDITION,
+          "no model is loaded on this instance (see GetModel and the health service)", NULL);
+}
+
+static void run_job(void *arg, uint64_t queued_ns)
+{
+    struct call *c = arg;
+    (void)queued_ns;
+    if (deadline_passed(c)) { /* dropped before it costs compute */
+        reply(c, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline expired while queued", NULL);
+        return;
+    }
+    switch (c->method) {
+    case M_INGEST:
+        handle_ingest(c);
+        break;
+    case M_GET_MODEL:
+        handle_get_model(c);
+        break;
+    default:
+        handle_needs_model(c);
+        break;
+    }
+}
+
+/* ---- decoding and validation (pollers) ------------------------------------------------- */
+
+static const ProtobufCMessageDescriptor *const descriptors[M_COUNT] = {
+    [M_RECOMMEND] = &driftrec__v1__recommend_request__descriptor,
+    [M_RANK] = &driftrec__v1__rank_request__descriptor,
+    [M_EMBED] = &driftrec__v1__embed_request__descriptor,
+    [M_INGEST] = &driftrec__v1__ingest_request__descriptor,
+    [M_GET_MODEL] = &driftrec__v1__get_model_request__descriptor,
+    [M_HEALTH] = &grpc__health__v1__health_check_request__descriptor,
+};
+
+static bool validate_inline_events(Driftrec__V1__Event **events, size_t n,
+                                   const ProtobufCBinaryData *user, char *msg, size_t size)
+{
+    if (n > DR_MAX_EVENTS_PER_REQUEST) {
+        snprintf(msg, size, "recent_events: %zu events, at most %d allowed", n,
+                 DR_MAX_EVENTS_PER_REQUEST);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char name[40];
+        struct dr_event e;
+        snprintf(name, sizeof name, "recent_events[%zu]", i);
+        if (!dr_validate_event(events[i], name, user, &e, msg, size))
+            return false;
+        if (events[i]->has_user_id && events[i]->user_id.len &&
+            (events[i]->user_id.len != user->len ||
+             memcmp(events[i]->user_id.data, user->data, user->len) != 0)) {
+            snprintf(msg, size, "%s.user_id: differs from the request's user_id", name);
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool validate_request(enum method m, const ProtobufCMessage *msg_in, char *msg, size_t size)
+{
+    switch (m) {
+    case M_RECOMMEND: {
+        const Driftrec__V1__RecommendRequest *r = (const void *)msg_in;
+        if (!dr_validate_string(&r->user_id, r->has_user_id, "user_id", DR_MAX_ID_BYTES, true, msg,
+                                size) ||
+            !dr_validate_string(&r->query_text, r->has_query_text, "query_text", DR_MAX_TEXT_BYTES,
+                                false, msg, size) ||
+            !dr_validate_string(&r->category, r->has_category, "category", DR_MAX_TAG_BYTES, false,
+                                msg, size) ||
+            !dr_validate_string(&r->model, r->has_model, "model", DR_MAX_TAG_BYTES, false, msg,
+                                size) ||
+            !dr_validate_string(&r->request_id, r->has_request_id, "request_id", DR_MAX_TAG_BYTES,
+                                false, msg, size))
+            return false;
+        if (r->has_k && (r->k < 1 || r->k > DR_MAX_K)) {
+            snprintf(msg, size, "k: %d is not in 1..%d", r->k, DR_MAX_K);
+            return false;
+        }
+        if (r->has_exclude && (r->exclude < DRIFTREC__V1__EXCLUDE_MODE__EXCLUDE_HISTORY ||
+                               r->exclude > DRIFTREC__V1__EXCLUDE_MODE__EXCLUDE_NONE)) {
+            snprintf(msg, size, "exclude: unknown mode %d", (int)r->exclude);
+            return false;
+        }
+        return validate_inline_events(r->recent_events, r->n_recent_events, &r->user_id, msg, size);
+    }
+    case M_RANK: {
+        const Driftrec__V1__RankRequest *r = (const void *)msg_in;
+        if (!dr_validate_string(&r->user_id, r->has_user_id, "user_id", DR_MAX_ID_BYTES, true, msg,
+                                size) ||
+            !dr_validate_string(&r->model, r->has_model, "model", DR_MAX_TAG_BYTES, false, msg,
+                                size) ||
+            !dr_validate_string(&r->request_id, r->has_request_id, "request_id", DR_MAX_TAG_BYTES,
+                                false, msg, size))
+            return false;
+        if (r->n_candidate_item_ids == 0 || r->n_candidate_item_ids > DR_MAX_CANDIDATES) {
+            snprintf(msg, size, "candidate_item_ids: %zu given, 1..%d allowed",
+                     r->n_candidate_item_ids, DR_MAX_CANDIDATES);
+            return false;
+        }
+        for (size_t i = 0; i < r->n_candidate_item_ids; i++) {
+            char name[48];
+            snprintf(name, sizeof name, "candidate_item_ids[%zu]", i);
+            if (!dr_validate_string(&r->candidate_item_ids[i], true, name, DR_MAX_ID_BYTES, true,
+                                    msg, size))
+                return false;
+        }
+        return validate_inline_events(r->recent_events, r->n_recent_events, &r->user_id, msg, size);
+    }
+    case M_EMBED: {
+        const Driftrec__V1__EmbedRequest *r = (const void *)msg_in;
+        if (r->n_texts == 0 || r->n_texts > 256) {
+            snprintf(msg, size, "texts: %zu given, 1..256 allowed", r->n_texts);
+            return false;
+        }
+        for (size_t i = 0; i < r->n_texts; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "texts[%zu]", i);
+            if (!dr_validate_string(&r->texts[i], true, name, DR_MAX_TEXT_BYTES, false, msg, size))
+                return false;
+        }
+        return dr_validate_string(&r->model, r->has_model, "model", DR_MAX_TAG_BYTES, false, msg,
+                                  size);
+    }
+    case M_INGEST: {
+        const Driftrec__V1__IngestRequest *r = (const void *)msg_in;
+        if (r->n_events == 0 || r->n_events > DR_MAX_EVENTS_PER_REQUEST) {
+            snprintf(msg, size, "events: %zu given, 1..%d allowed", r->n_events,
+                     DR_MAX_EVENTS_PER_REQUEST);
+            return false;
+        }
+        return dr_validate_string(&r->request_id, r->has_request_id, "request_id", DR_MAX_TAG_BYTES,
+                                  false, msg, size);
+    }
+    case M_GET_MODEL: {
+        const Driftrec__V1__GetModelRequest *r = (const void *)msg_in;
+        return dr_validate_string(&r->model, r->has_model, "model", DR_MAX_TAG_BYTES, false, msg,
+                                  size);
+    }
+    default:
+        return true;
+    }
+}
+
+static void handle_health(struct call *c)
+{
+    const Grpc__Health__V1__HealthCheckRequest *r = (const void *)c->request;
+    Grpc__Health__V1__HealthCheckResponse resp = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__INIT;
+    bool draining = atomic_load_explicit(&c->srv->is_draining, memory_order_relaxed);
+    const char *service = r->service ? r->service : "";
+    if (service[0] == '\0') {
+        resp.status = draining
+                          ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
+                          : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+    } else if (strcmp(service, SERVICE_NAME) == 0) {
+        /* The service is ready only with a model loaded and warm: none is loaded yet. */
+        resp.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+    } else {
+        reply(c, GRPC_STATUS_NOT_FOUND, "unknown service name", NULL);
+        return;
+    }
+    reply(c, GRPC_STATUS_OK, NULL, &resp.base);
+}
+
+/* Copies the payload into one contiguous buffer for protobuf-c. */
+static uint8_t *read_payload(grpc_byte_buffer *bb, size_t *len)
+{
+    grpc_byte_buffer_reader reader;
+    if (!grpc_byte_buffer_reader_init(&reader, bb))
+        return NULL;
+    grpc_slice all = grpc_byte_buffer_reader_readall(&reader);
+    grpc_byte_buffer_reader_destroy(&reader);
+    *len = GRPC_SLICE_LENGTH(all);
+    uint8_t *buf = malloc(*len ? *len : 1);
+    if (buf)
+        memcpy(buf, GRPC_SLICE_START_PTR(all), *len);
+    grpc_slice_unref(all);
+    return buf;
+}
+
+static void handle_new_call(struct call *c)
+{
+    struct dr_server *srv = c->srv;
+    c->start_ns = dr_now_ns();
+    if (c->method == M_GENERIC) {
+        char *method = grpc_slice_to_c_string(c->details.method);
+        char msg[300];
+        snprintf(msg, sizeof msg, "method %s is not implemented by driftrec", method);
+        gpr_free(method);
+        reply(c, GRPC_STATUS_UNIMPLEMENTED, msg, NULL);
+        return;
+    }
+    if (!c->payload) {
+        reply(c, GRPC_STATUS_INVALID_ARGUMENT, "request message missing", NULL);
+        return;
+    }
+    size_t len = 0;
+    uint8_t *bytes = read_payload(c->payload, &len);
+    if (!bytes) {
+        reply(c, GRPC_STATUS_INTERNAL, "cannot read the request payload", NULL);
+        return;
+    }
+    c->request = protobuf_c_message_unpack(descriptors[c->method], NULL, len, bytes);
+    free(bytes);
+    if (!c->request) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "malformed request: %zu bytes are not a valid %s", len,
+                 descriptors[c->method]->name);
+        reply(c, GRPC_STATUS_INVALID_ARGUMENT, msg, NULL);
+        return;
+    }
+    if (c->method == M_HEALTH) {
+        handle_health(c);
+        return;
+    }
+    char msg[256];
+    if (!validate_request(c->method, c->request, msg, sizeof msg)) {
+        reply(c, GRPC_STATUS_INVALID_ARGUMENT, msg, NULL);
+        return;
+    }
+    enum dr_status st = dr_workpool_submit(srv->pool, run_job, c);
+    if (st == DR_ERR_OVERLOADED)
+        reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "server overloaded: work queue full", NULL);
+    else if (st != DR_OK)
+        reply(c, GRPC_STATUS_UNAVAILABLE, "server shutting down", NULL);
+}
+
+static void *poller_main(void *arg)
+{
+    struct dr_server *srv = arg;
+    for (;;) {
+        grpc_event ev =
+            grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            break;
+        if (ev.type != GRPC_OP_COMPLETE)
+            continue;
+        struct call *c = ev.tag;
+        if (c->phase == PHASE_REPLYING) {
+            free_call(c);
+            continue;
+        }
+        if (!ev.success) { /* the server is shutting down: the posted request is void */
+            free_call(c);
+            continue;
+        }
+        if (!atomic_load_explicit(&srv->is_draining, memory_order_relaxed))
+            post_request(srv, c->method); /* re-arm first: the next client need not wait */
+        handle_new_call(c);
+    }
+    return NULL;
+}
+
+/* ---- lifecycle --------------------------------------------------------------------------- */
+
+void dr_server_opts_default(struct dr_server_opts *opts)
+{
+    *opts = (struct dr_server_opts){
+        .listen_addr = "127.0.0.1:50051",
+        .history_path = "var/history",
+        .history_map_bytes = 0,
+        .n_pollers = 2,
+        .n_workers = 2,
+        .queue_capacity = 1024,
+        .max_message_bytes = 4 * 1024 * 1024,
+        .variant = "",
+        .drain_grace_ms = 5000,
+    };
+}
+
+static int mkdir_p(const char *path)
+{
+    char buf[1024];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof buf)
+        return -1;
+    memcpy(buf, path, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char saved = buf[i];
+            buf[i] = '\0';
+            mkdir(buf, 0700);
+            buf[i] = saved;
+        }
+    }
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
+}
+
+enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_server **out,
+                               struct dr_error *err)
+{
+    struct dr_server *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return dr_error_set(err, DR_ERR_NOMEM, "server: out of memory");
+    srv->opts = *opts;
+    snprintf(srv->variant, sizeof srv->variant, "%s", opts->variant ? opts->variant : "");
+    if (mkdir_p(opts->history_path) != 0) {
+        free(srv);
+        return dr_error_set(err, DR_ERR_IO, "history directory %s: cannot create it",
+                            opts->history_path);
+    }
+    struct dr_history_opts hopts = {.map_size_bytes = opts->history_map_bytes};
+    enum dr_status st = dr_history_open(opts->history_path, &hopts, &srv->history, err);
+    if (st != DR_OK) {
+        free(srv);
+        return st;
+    }
+    st = dr_workpool_create((size_t)opts->n_workers, opts->queue_capacity, &srv->pool);
+    if (st != DR_OK) {
+        dr_history_close(srv->history);
+        free(srv);
+        return dr_error_set(err, st, "work pool: %s", dr_status_str(st));
+    }
+
+    grpc_init();
+    grpc_arg args[3];
+    args[0] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                         .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+                         .value.integer = opts->max_message_bytes};
+    args[1] =
+        (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0};
+    args[2] = (grpc_arg){
+        .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_CONCURRENT_STREAMS, .value.integer = 1024};
+    grpc_channel_args channel_args = {.num_args = 3, .args = args};
+    srv->server = grpc_server_create(&channel_args, NULL);
+    srv->cq = grpc_completion_queue_create_for_next(NULL);
+    srv->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);
+    grpc_server_register_completion_queue(srv->server, srv->cq, NULL);
+    for (int m = 0; m < M_COUNT; m++)
+        srv->method_handles[m] = grpc_server_register_method(
+            srv->server, method_paths[m], NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    int port = grpc_server_add_http2_port(srv->server, opts->listen_addr, creds);
+    grpc_server_credentials_release(creds);
+    if (port == 0) {
+        grpc_server_destroy(srv->server);
+        grpc_completion_queue_shutdown(srv->cq);
+        grpc_completion_queue_destroy(srv->cq);
+        grpc_completion_queue_shutdown(srv->shutdown_cq);
+        grpc_completion_queue_destroy(srv->shutdown_cq);
+        grpc_shutdown();
+        dr_workpool_destroy(srv->pool);
+        dr_history_close(srv->history);
+        free(srv);
+        return dr_error_set(err, DR_ERR_IO, "cannot listen on %s (in use, or a bad address)",
+                            opts->listen_addr);
+    }
+    grpc_server_start(srv->server);
+    for (int m = 0; m <= M_GENERIC; m++)
+        for (int i = 0; i < REQUESTS_POSTED_PER_METHOD; i++)
+            post_request(srv, (enum method)m);
+
+    srv->n_pollers = opts->n_pollers > 0 ? opts->n_pollers : 1;
+    srv->pollers = calloc((size_t)srv->n_pollers, sizeof *srv->pollers);
+    for (int i = 0; srv->pollers && i < srv->n_pollers; i++)
+        pthread_create(&srv->pollers[i], NULL, poller_main, srv);
+    *out = srv;
+    return DR_OK;
+}
+
+void dr_server_shutdown(struct dr_server *srv)
+{
+    if (!srv)
+        return;
+    atomic_store_explicit(&srv->is_draining, true, memory_order_relaxed);
+    int shutdown_tag;
+    grpc_server_shutdown_and_notify(srv->server, srv->shutdown_cq, &shutdown_tag);
+    gpr_timespec grace = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                                      gpr_time_from_millis(srv->opts.drain_grace_ms, GPR_TIMESPAN));
+    grpc_event ev = grpc_completion_queue_pluck(srv->shutdown_cq, &shutdown_tag, grace, NULL);
+    if (ev.type == GRPC_QUEUE_TIMEOUT) {
+        grpc_server_cancel_all_calls(srv->server);
+        grpc_completion_queue_pluck(srv->shutdown_cq, &shutdown_tag,
+                                    gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    }
+    dr_workpool_destroy(srv->pool); /* queued handlers still reply (or see their calls cancelled) */
+    grpc_server_destroy(srv->server);
+    grpc_completion_queue_shutdown(srv->cq);
+    for (int i = 0; srv->pollers && i < srv->n_pollers; i++)
+        pthread_join(srv->pollers[i], NULL);
+    grpc_completion_queue_destroy(srv->cq);
+    grpc_completion_queue_shutdown(srv->shutdown_cq);
+    grpc_completion_queue_destroy(srv->shutdown_cq);
+    grpc_shutdown();
+    dr_history_close(srv->history);
+    free(srv->pollers);
+    free(srv);
+}

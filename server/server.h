@@ -1,0 +1,33 @@
+/* server.h: the gRPC C-core server: completion-queue pollers, request decoding and
+ * validation, a bounded work pool for handlers, health, and graceful shutdown. */
+#ifndef DR_SERVER_H
+#define DR_SERVER_H
+
+#include <stddef.h>
+
+#include "base.h"
+
+struct dr_server_opts {
+    const char *listen_addr;  /* "127.0.0.1:50051" */
+    const char *history_path; /* LMDB directory (created if missing) */
+    size_t history_map_bytes; /* 0 = 1 GiB */
+    int n_pollers;            /* completion-queue threads (I/O and decoding only) */
+    int n_workers;            /* handler threads */
+    size_t queue_capacity;    /* work queue slots; full = RESOURCE_EXHAUSTED */
+    int max_message_bytes;    /* larger requests get RESOURCE_EXHAUSTED from gRPC */
+    const char *variant;      /* A/B arm reported in replies ("" = none) */
+    int drain_grace_ms;       /* in-flight calls get this long at shutdown */
+};
+
+void dr_server_opts_default(struct dr_server_opts *opts);
+
+struct dr_server;
+
+/* Binds, starts pollers and workers; the server serves until dr_server_shutdown. */
+enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_server **out,
+                               struct dr_error *err);
+/* Health turns NOT_SERVING, new calls are refused, in-flight calls get the grace period,
+ * then everything is released.  NULL is a no-op. */
+void dr_server_shutdown(struct dr_server *srv);
+
+#endif /* DR_SERVER_H */
