@@ -302,7 +302,7 @@ int main(int argc, char **argv)
     }
     if (data.empty()) {
         const char *env = getenv("DR_DATA_DIR");
-        data = env ? env : "../shared/data";
+        data = env ? env : DR_REPO_DIR "/../shared/data";
     }
     std::set<std::string> want;
     for (auto &w : split(wanted))

@@ -8,11 +8,10 @@
  * Scores: every metric is served by one int8 inner product per visited item,
  *   sim(q, x) = dot_s8(q8, x8) * q_scale * x_scale + x_bias
  * with x_bias = -|x|^2 / 2 for L2 (so ranking by sim is ranking by -|q - x|^2) and the
- * vectors normalised at build (and queries at search) for cosine.  For inner product on
- * vectors that are not unit length, the graph is built for L2 over vectors lifted by one
- * extra coordinate, x' = (x, sqrt(R^2 - |x|^2)) with R the largest norm, so that all x' have
- * norm R and the L2 neighbours of q' = (q, 0) are the largest inner products; that coordinate
- * enters only the build's item-item similarities, never the stored codes or the query.
+ * vectors normalised at build (and queries at search) for cosine.  Inner product on vectors
+ * that are not unit length needs no transform: the graph is built from the fp32 vectors with
+ * the inner product itself as the similarity (HNSW's neighbour heuristic included, as
+ * hnswlib does); the extra-coordinate lift to L2 was measured and lost (docs/ann.md).
  * docs/ann.md gives the graph, the file format and the measurements.
  */
 #ifndef DR_ANN_H

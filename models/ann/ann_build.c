@@ -8,10 +8,11 @@
  * its would-be neighbours, and only for as long as its batch lasts.  Every step is a function
  * of the frozen graph and the batch, so the file is byte-identical for any thread count.
  *
- * Item-item similarities are int8 products like the search's (ann_graph.h), plus the
- * inner-product lift coordinate (ann.h) so the graph is an L2 graph over lifted vectors.  In
- * per-dimension scale mode an item's "query form" (its vector times the scales, quantised
- * per row) is kept beside its code for the build only.
+ * The graph is built from the fp32 vectors (normalised for cosine) with the metric's own
+ * similarity: the inner product itself for inner product (as hnswlib builds it; the L2 graph
+ * over vectors lifted by sqrt(R^2 - |x|^2) was measured and lost: recall@10 0.92 at ef 400
+ * on the co-occurrence vectors against 0.99), x.y - |x|^2/2 - |y|^2/2 for L2.  Only the
+ * search runs on the int8 codes, so quantisation never bends the graph.
  *
  * Threads: the calling thread and n_threads - 1 workers, meeting at a barrier per phase.
  */
@@ -64,9 +65,7 @@ struct builder {
     /* build records: [code dim][scale f32][bias f32], rec_stride bytes */
     uint8_t *recs;
     size_t rec_stride;
-    int8_t *qform; /* n x dim, or NULL (= the codes) */
-    float *qscale; /* n, or NULL (= the record scales) */
-    float *lift;   /* n, or NULL */
+    float *rows; /* n x dim fp32 (normalised for cosine): the build's similarities */
     float *dim_scales;
     bool has_scale, has_bias;
     struct dr__ann_view view;
@@ -78,7 +77,8 @@ struct builder {
     uint32_t entry, max_level;
     size_t n_done;
     /* the current batch */
-    size_t batch_begin, batch_end;
+    uint32_t *order;               /* insertion order: a seeded permutation of the ids */
+    size_t batch_begin, batch_end; /* positions in order */
     struct rev_link *rev;
     size_t n_rev, cap_rev;
     size_t *groups; /* start of each target group in rev, then n_rev */
@@ -122,14 +122,12 @@ static struct dr__ann_query item_query(const struct builder *b, uint32_t i)
 {
     struct dr__ann_query q;
     const uint8_t *rec = b->recs + (size_t)i * b->rec_stride;
-    if (b->qform) {
-        q.q8 = b->qform + (size_t)i * b->dim;
-        q.q_scale = b->qscale[i];
-    } else {
-        q.q8 = (const int8_t *)rec;
-        q.q_scale = dr__ann_read_f32(rec + b->dim);
-    }
-    q.q_lift = b->lift ? b->lift[i] : 0.0f;
+    q.q8 = (const int8_t *)rec;
+    q.qf = b->rows + (size_t)i * b->dim;
+    q.q8_lo = NULL;
+    q.dots_lo = NULL;
+    q.q_scale = 1.0f;
+    q.q_scale_lo = 0.0f;
     q.q_bias = b->has_bias ? dr__ann_read_f32(rec + b->dim + 4) : 0.0f;
     return q;
 }
@@ -262,7 +260,7 @@ static void run_phase(struct thread_ctx *t)
             size_t i = atomic_fetch_add_explicit(&b->next_item, 1, memory_order_relaxed);
             if (i >= b->batch_end - b->batch_begin)
                 break;
-            insert_item(t, (uint32_t)(b->batch_begin + i));
+            insert_item(t, b->order[b->batch_begin + i]);
         }
     } else if (b->phase == 2) {
         for (;;) {
@@ -311,7 +309,8 @@ static int cmp_rev(const void *pa, const void *pb)
 static enum dr_status collect_reverse(struct builder *b)
 {
     b->n_rev = 0;
-    for (size_t i = b->batch_begin; i < b->batch_end; i++) {
+    for (size_t pos = b->batch_begin; pos < b->batch_end; pos++) {
+        size_t i = b->order[pos];
         uint32_t top = b->levels[i];
         for (uint32_t l = 0; l <= top; l++) {
             size_t cnt;
@@ -371,7 +370,7 @@ static uint8_t draw_level(uint64_t seed, size_t i, double ml)
     return (uint8_t)(l >= DR_ANN_MAX_LEVEL - 1 ? DR_ANN_MAX_LEVEL - 1 : l);
 }
 
-/* Codes, scales, biases and lifts from the fp32 rows. */
+/* Codes, scales and biases (and the fp32 rows the build scores) from the input. */
 static enum dr_status quantise_items(struct builder *b, const float *vectors, size_t ld,
                                      float *norm_max_out)
 {
@@ -419,6 +418,7 @@ static enum dr_status quantise_items(struct builder *b, const float *vectors, si
         float inv = (o->metric == DR_ANN_METRIC_COSINE && norms[i] > 0.0f) ? 1.0f / norms[i] : 1.0f;
         for (size_t d = 0; d < dim; d++)
             row[d] = x[d] * inv;
+        memcpy(b->rows + i * dim, row, dim * sizeof(float));
         if (o->scale == DR_ANN_SCALE_PER_VECTOR) {
             float scale;
             b->kern->quantize_rows_s8(1, dim, row, dim, (int8_t *)rec, dim, &scale);
@@ -429,18 +429,12 @@ static enum dr_status quantise_items(struct builder *b, const float *vectors, si
                 float v = s > 0.0f ? nearbyintf(row[d] / s) : 0.0f;
                 v = v > 127.0f ? 127.0f : (v < -127.0f ? -127.0f : v);
                 ((int8_t *)rec)[d] = (int8_t)v;
-                row[d] *= s; /* the query form: x times the scales */
             }
-            b->kern->quantize_rows_s8(1, dim, row, dim, b->qform + i * dim, dim, &b->qscale[i]);
         }
         float bias = 0.0f;
         if (o->metric == DR_ANN_METRIC_L2)
             bias = -0.5f * norms[i] * norms[i];
         memcpy(rec + dim + 4, &bias, sizeof bias);
-        if (b->lift) {
-            double e = norm_max * norm_max - (double)norms[i] * (double)norms[i];
-            b->lift[i] = e > 0.0 ? (float)sqrt(e) : 0.0f;
-        }
     }
     *norm_max_out = (float)norm_max;
     free(row);
@@ -611,9 +605,8 @@ static void builder_free(struct builder *b)
         free(b->upper);
     }
     free(b->recs);
-    free(b->qform);
-    free(b->qscale);
-    free(b->lift);
+    free(b->rows);
+    free(b->order);
     free(b->dim_scales);
     free(b->levels);
     free(b->links0);
@@ -706,17 +699,13 @@ enum dr_status dr_ann_build(const float *vectors, size_t n, size_t dim, size_t l
     b.links0 = malloc(n * opts->m0 * sizeof(uint32_t));
     b.count0 = calloc(n, 1);
     b.upper = calloc(n, sizeof(uint32_t *));
-    if (opts->scale == DR_ANN_SCALE_PER_DIM) {
-        b.qform = malloc(n * dim);
-        b.qscale = malloc(n * sizeof(float));
+    b.rows = malloc(n * dim * sizeof(float));
+    b.order = malloc(n * sizeof(uint32_t));
+    if (opts->scale == DR_ANN_SCALE_PER_DIM)
         b.dim_scales = malloc(dim * sizeof(float));
-    }
-    if (opts->metric == DR_ANN_METRIC_IP)
-        b.lift = malloc(n * sizeof(float));
     b.ctx = calloc(b.n_threads, sizeof(struct thread_ctx));
-    bool ok = b.recs && b.levels && b.links0 && b.count0 && b.upper && b.ctx &&
-              (opts->scale != DR_ANN_SCALE_PER_DIM || (b.qform && b.qscale && b.dim_scales)) &&
-              (opts->metric != DR_ANN_METRIC_IP || b.lift);
+    bool ok = b.recs && b.levels && b.links0 && b.count0 && b.upper && b.ctx && b.rows && b.order &&
+              (opts->scale != DR_ANN_SCALE_PER_DIM || b.dim_scales);
     for (uint32_t t = 0; ok && t < b.n_threads; t++) {
         struct thread_ctx *c = &b.ctx[t];
         c->b = &b;
@@ -750,7 +739,7 @@ enum dr_status dr_ann_build(const float *vectors, size_t n, size_t dim, size_t l
     b.view.stride = b.rec_stride;
     b.view.scale = b.has_scale ? b.recs + dim : NULL;
     b.view.bias = b.has_bias ? b.recs + dim + 4 : NULL;
-    b.view.lift = b.lift;
+    b.view.f32 = b.rows;
     b.view.links = build_links;
     b.view.ctx = &b;
 
@@ -782,8 +771,19 @@ enum dr_status dr_ann_build(const float *vectors, size_t n, size_t dim, size_t l
     uint32_t n_allocated = b.n_threads;
     b.n_threads = started;
 
-    b.entry = 0;
-    b.max_level = b.levels[0];
+    /* Items arrive in a seeded random order: ids are often assigned in order of first
+     * appearance, so neighbouring ids are similar items, and a batch of them would not see
+     * each other (measured on the co-occurrence vectors: recall@10 0.90 at ef 10 in id order) */
+    for (size_t i = 0; i < n; i++)
+        b.order[i] = (uint32_t)i;
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)(splitmix64(opts->seed ^ 0x5bd1e995u ^ (uint64_t)i) % i);
+        uint32_t t = b.order[i - 1];
+        b.order[i - 1] = b.order[j];
+        b.order[j] = t;
+    }
+    b.entry = b.order[0];
+    b.max_level = b.levels[b.entry];
     b.n_done = 1;
     size_t last_report = 0;
     while (b.n_done < n && st == DR_OK) {
@@ -796,10 +796,11 @@ enum dr_status dr_ann_build(const float *vectors, size_t n, size_t dim, size_t l
         if (st != DR_OK)
             break;
         run_all(&b, 2);
-        for (size_t i = b.batch_begin; i < b.batch_end; i++) {
+        for (size_t pos = b.batch_begin; pos < b.batch_end; pos++) {
+            uint32_t i = b.order[pos];
             if (b.levels[i] > b.max_level) {
                 b.max_level = b.levels[i];
-                b.entry = (uint32_t)i;
+                b.entry = i;
             }
         }
         b.n_done = b.batch_end;

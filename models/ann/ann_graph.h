@@ -29,7 +29,7 @@ struct dr__ann_view {
     size_t stride;        /* bytes between items (codes, scale and bias alike) */
     const uint8_t *scale; /* f32 per item at the same stride, or NULL (1) */
     const uint8_t *bias;  /* f32 per item, or NULL (0) */
-    const float *lift;    /* build only: the inner-product lift coordinate, or NULL */
+    const float *f32;     /* build only: fp32 rows, dim apart, scored instead of the codes */
     /* Writes node's links on level into out (at most max_links) and returns their number. */
     size_t (*links)(const void *ctx, uint32_t node, uint32_t level, uint32_t *out);
     const void *ctx;
@@ -37,7 +37,10 @@ struct dr__ann_view {
 
 struct dr__ann_query {
     const int8_t *q8;
-    float q_scale, q_lift, q_bias;
+    const int8_t *q8_lo; /* the residual q - q8 * q_scale, quantised again (or NULL) */
+    int32_t *dots_lo;    /* its products, max_links entries */
+    const float *qf;     /* with view->f32 */
+    float q_scale, q_scale_lo, q_bias;
 };
 
 struct dr__ann_pair {
@@ -116,16 +119,28 @@ static inline float dr__ann_read_f32(const uint8_t *p)
 static inline void dr__ann_score(const struct dr__ann_view *v, const struct dr__ann_query *q,
                                  const uint32_t *ids, size_t n, int32_t *dots, float *sims)
 {
+    if (v->f32) {
+        v->kern->dot_f32(v->dim, q->qf, v->f32, v->dim, ids, n, sims);
+        for (size_t i = 0; i < n; i++) {
+            float s = sims[i] + q->q_bias;
+            if (v->bias)
+                s += dr__ann_read_f32(v->bias + (size_t)ids[i] * v->stride);
+            sims[i] = s;
+        }
+        return;
+    }
     v->kern->dot_s8(v->dim, q->q8, v->codes, v->stride, ids, n, dots);
+    if (q->q8_lo)
+        v->kern->dot_s8(v->dim, q->q8_lo, v->codes, v->stride, ids, n, q->dots_lo);
     for (size_t i = 0; i < n; i++) {
         size_t off = (size_t)ids[i] * v->stride;
         float s = (float)dots[i] * q->q_scale;
+        if (q->q8_lo)
+            s += (float)q->dots_lo[i] * q->q_scale_lo;
         if (v->scale)
             s *= dr__ann_read_f32(v->scale + off);
         if (v->bias)
             s += dr__ann_read_f32(v->bias + off);
-        if (v->lift)
-            s += q->q_lift * v->lift[ids[i]];
         sims[i] = s + q->q_bias;
     }
 }

@@ -104,7 +104,7 @@ enum dr_status dr_ann_searcher_create(const struct dr_ann_index *ix, struct dr_a
     s->view.stride = ix->hdr.node_stride;
     s->view.scale = ix->hdr.off_scale != DR_ANN_NO_OFFSET ? ix->nodes + ix->hdr.off_scale : NULL;
     s->view.bias = ix->hdr.off_bias != DR_ANN_NO_OFFSET ? ix->nodes + ix->hdr.off_bias : NULL;
-    s->view.lift = NULL;
+    s->view.f32 = NULL;
     s->view.links = file_links;
     s->view.ctx = ix;
     s->work.visited = calloc(n, sizeof(uint32_t));
@@ -267,7 +267,10 @@ enum dr_status dr_ann_search(struct dr_ann_searcher *s, const float *query, size
     struct dr__ann_query q;
     q.q8 = s->q8;
     ix->kern->quantize_rows_s8(1, dim, s->qs, dim, s->q8, dim, &q.q_scale);
-    q.q_lift = 0.0f;
+    q.qf = s->qf;
+    q.q8_lo = NULL; /* a second, residual query byte was measured: +0.001 recall, not kept */
+    q.dots_lo = NULL;
+    q.q_scale_lo = 0.0f;
     q.q_bias = 0.0f;
 
     /* the filter */
