@@ -37,12 +37,13 @@ test: deps-test
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 	@cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) $(CTEST_FLAGS)
 
-# Unit and kernel tests again with the sanitizers (the Python tests gain nothing there).
+# Unit, kernel and end-to-end tests again with the sanitizers (the e2e tests drive the
+# instrumented server; the Python-only tests gain nothing there).
 test-asan: deps-test
 	@cmake -S . -B $(ASAN_DIR) -DDR_SANITIZE=address,undefined -DDR_BUILD_BENCH=OFF \
 		$(CMAKE_FLAGS) >/dev/null
 	@cmake --build $(ASAN_DIR) -j $(JOBS)
-	@cd $(ASAN_DIR) && ctest --output-on-failure -j $(JOBS) -L 'unit|kernels' -LE neon $(CTEST_FLAGS)
+	@cd $(ASAN_DIR) && ctest --output-on-failure -j $(JOBS) -L 'unit|kernels|e2e' -LE neon $(CTEST_FLAGS)
 
 bench-deps:
 	@bash deploy/install-deps.sh build bench
