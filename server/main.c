@@ -33,6 +33,8 @@ static void usage(FILE *out)
                  "  --variant NAME       A/B arm reported in the x-variant reply header (env "
                  "DR_VARIANT)\n"
                  "  --drain-grace-ms N   in-flight calls' grace period at shutdown (default 5000)\n"
+                 "  --metrics ADDR       Prometheus /metrics on host:port, 'off' to disable (env "
+                 "DR_METRICS; default 127.0.0.1:9090)\n"
                  "  --self-check         print CPU features and the kernels chosen, check them, "
                  "exit\n"
                  "  --version, --help\n"
@@ -68,6 +70,8 @@ int main(int argc, char **argv)
         opts.history_path = getenv("DR_HISTORY");
     if (getenv("DR_VARIANT"))
         opts.variant = getenv("DR_VARIANT");
+    if (getenv("DR_METRICS"))
+        opts.metrics_addr = getenv("DR_METRICS");
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -100,6 +104,8 @@ int main(int argc, char **argv)
             opts.max_message_bytes = (int)parse_count(a, v, 1024) << 20;
         } else if (strcmp(a, "--variant") == 0) {
             opts.variant = v;
+        } else if (strcmp(a, "--metrics") == 0) {
+            opts.metrics_addr = strcmp(v, "off") == 0 ? "" : v;
         } else if (strcmp(a, "--drain-grace-ms") == 0) {
             opts.drain_grace_ms = (int)parse_count(a, v, 600000);
         } else {
@@ -125,8 +131,9 @@ int main(int argc, char **argv)
     }
     fprintf(stderr,
             "{\"level\":\"info\",\"msg\":\"serving\",\"listen\":\"%s\",\"history\":\"%s\","
-            "\"workers\":%d,\"variant\":\"%s\"}\n",
-            opts.listen_addr, opts.history_path, opts.n_workers, opts.variant);
+            "\"workers\":%d,\"variant\":\"%s\",\"metrics_port\":%d}\n",
+            opts.listen_addr, opts.history_path, opts.n_workers, opts.variant,
+            dr_server_metrics_port(srv));
     int sig = 0;
     sigwait(&signals, &sig);
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"draining\",\"signal\":%d}\n", sig);

@@ -30,6 +30,8 @@
 #include "driftrec.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "history.h"
+#include "kernels.h"
+#include "metrics.h"
 #include "validate.h"
 #include "workpool.h"
 
@@ -68,6 +70,8 @@ struct dr_server {
     int n_pollers;
     struct dr_workpool *pool;
     struct dr_history *history;
+    struct dr_metrics *metrics;
+    int metrics_port;
     atomic_bool is_draining;
     char variant[DR_MAX_TAG_BYTES + 1];
 };
@@ -176,6 +180,10 @@ static void reply(struct call *c, grpc_status_code status, const char *msg,
     ops[n].data.recv_close_on_server.cancelled = &c->cancelled;
     n++;
     c->phase = PHASE_REPLYING;
+    /* The method enums share their order; generic calls count as "unknown". */
+    dr_metrics_count_request(c->srv->metrics, (enum dr_metric_method)c->method, (int)status);
+    dr_metrics_observe_ns(c->srv->metrics, DR_HIST_E2E, (enum dr_metric_method)c->method,
+                          dr_now_ns() - c->start_ns);
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, c, NULL);
     if (e != GRPC_CALL_OK) {
         fprintf(stderr, "{\"level\":\"error\",\"msg\":\"start_batch failed\",\"code\":%d}\n",
@@ -267,11 +275,15 @@ static void handle_needs_model(struct call *c)
 static void run_job(void *arg, uint64_t queued_ns)
 {
     struct call *c = arg;
-    (void)queued_ns;
+    struct dr_metrics *metrics = c->srv->metrics;
+    enum dr_metric_method mm = (enum dr_metric_method)c->method;
+    dr_metrics_observe_ns(metrics, DR_HIST_QUEUE, mm, queued_ns);
     if (deadline_passed(c)) { /* dropped before it costs compute */
+        dr_metrics_count_deadline_drop(metrics);
         reply(c, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline expired while queued", NULL);
         return;
     }
+    uint64_t t0 = dr_now_ns();
     switch (c->method) {
     case M_INGEST:
         handle_ingest(c);
@@ -283,6 +295,8 @@ static void run_job(void *arg, uint64_t queued_ns)
         handle_needs_model(c);
         break;
     }
+    /* c may be freed by now (its reply batch completed): only locals below. */
+    dr_metrics_observe_ns(metrics, DR_HIST_COMPUTE, mm, dr_now_ns() - t0);
 }
 
 /* ---- decoding and validation (pollers) ------------------------------------------------- */
@@ -444,7 +458,6 @@ static uint8_t *read_payload(grpc_byte_buffer *bb, size_t *len)
 static void handle_new_call(struct call *c)
 {
     struct dr_server *srv = c->srv;
-    c->start_ns = dr_now_ns();
     if (c->method == M_GENERIC) {
         char *method = grpc_slice_to_c_string(c->details.method);
         char msg[300];
@@ -507,6 +520,7 @@ static void *poller_main(void *arg)
             free_call(c);
             continue;
         }
+        c->start_ns = dr_now_ns();
         if (!atomic_load_explicit(&srv->is_draining, memory_order_relaxed))
             post_request(srv, c->method); /* re-arm first: the next client need not wait */
         handle_new_call(c);
@@ -528,7 +542,18 @@ void dr_server_opts_default(struct dr_server_opts *opts)
         .max_message_bytes = 4 * 1024 * 1024,
         .variant = "",
         .drain_grace_ms = 5000,
+        .metrics_addr = "127.0.0.1:9090",
     };
+}
+
+int dr_server_metrics_port(const struct dr_server *srv)
+{
+    return srv->metrics_port;
+}
+
+static size_t queue_depth(void *pool)
+{
+    return dr_workpool_depth(pool);
 }
 
 static int mkdir_p(const char *path)
@@ -575,6 +600,17 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
         free(srv);
         return dr_error_set(err, st, "work pool: %s", dr_status_str(st));
     }
+    st = dr_metrics_create(srv->variant, dr_isa_name(dr_kernels_get()->isa), &srv->metrics);
+    if (st == DR_OK && opts->metrics_addr && opts->metrics_addr[0])
+        st = dr_metrics_listen(srv->metrics, opts->metrics_addr, &srv->metrics_port, err);
+    if (st != DR_OK) {
+        dr_metrics_destroy(srv->metrics);
+        dr_workpool_destroy(srv->pool);
+        dr_history_close(srv->history);
+        free(srv);
+        return st;
+    }
+    dr_metrics_set_queue_depth_fn(srv->metrics, queue_depth, srv->pool);
 
     grpc_init();
     grpc_arg args[3];
@@ -603,6 +639,7 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
         grpc_completion_queue_shutdown(srv->shutdown_cq);
         grpc_completion_queue_destroy(srv->shutdown_cq);
         grpc_shutdown();
+        dr_metrics_destroy(srv->metrics);
         dr_workpool_destroy(srv->pool);
         dr_history_close(srv->history);
         free(srv);
@@ -646,6 +683,7 @@ void dr_server_shutdown(struct dr_server *srv)
     grpc_completion_queue_shutdown(srv->shutdown_cq);
     grpc_completion_queue_destroy(srv->shutdown_cq);
     grpc_shutdown();
+    dr_metrics_destroy(srv->metrics);
     dr_history_close(srv->history);
     free(srv->pollers);
     free(srv);

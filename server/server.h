@@ -17,6 +17,7 @@ struct dr_server_opts {
     int max_message_bytes;    /* larger requests get RESOURCE_EXHAUSTED from gRPC */
     const char *variant;      /* A/B arm reported in replies ("" = none) */
     int drain_grace_ms;       /* in-flight calls get this long at shutdown */
+    const char *metrics_addr; /* Prometheus /metrics on host:port; NULL or "" = off */
 };
 
 void dr_server_opts_default(struct dr_server_opts *opts);
@@ -26,6 +27,9 @@ struct dr_server;
 /* Binds, starts pollers and workers; the server serves until dr_server_shutdown. */
 enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_server **out,
                                struct dr_error *err);
+/* The port /metrics is served on (0 if off). */
+int dr_server_metrics_port(const struct dr_server *srv);
+
 /* Health turns NOT_SERVING, new calls are refused, in-flight calls get the grace period,
  * then everything is released.  NULL is a no-op. */
 void dr_server_shutdown(struct dr_server *srv);

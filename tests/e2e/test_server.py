@@ -7,6 +7,8 @@ set by ctest).
 """
 import json
 import os
+import re
+import urllib.request
 import signal
 import socket
 import subprocess
@@ -41,10 +43,17 @@ class Server:
         self.log = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             [SERVER_BIN, "--listen", f"127.0.0.1:{self.port}", "--history", history_dir,
-             "--variant", "A", *extra],
+             "--variant", "A", "--metrics", "127.0.0.1:0", *extra],
             stderr=self.log)
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         grpc.channel_ready_future(self.channel).result(timeout=10)
+        found = re.search(r'"metrics_port":(\d+)', self.stderr())
+        self.metrics_port = int(found.group(1)) if found else None
+
+    def metrics(self):
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.read().decode()
 
     def call(self, method, request, response_type, timeout=5):
         fn = self.channel.unary_unary(
@@ -131,6 +140,29 @@ class IngestAndHealth(unittest.TestCase):
         items = [row["item_id"] for row in history(self.srv.history_dir, "user", "u1")]
         self.assertEqual(sorted(items), ["i10", "i9"])
         self.assertEqual(len(history(self.srv.history_dir, "log")), 2)
+
+    def test_metrics(self):
+        self.srv.ingest([event(item="m1")])
+        with self.assertRaises(grpc.RpcError):
+            self.srv.ingest([event(rating=0)])
+        text = self.srv.metrics()
+        self.assertIn('driftrec_requests_total{method="Ingest",code="OK",variant="A"} 1', text)
+        self.assertIn(
+            'driftrec_requests_total{method="Ingest",code="INVALID_ARGUMENT",variant="A"} 1', text)
+        # Both reached a worker (events are checked there, beside the store), so the queue and
+        # compute histograms saw both, and both were timed end to end.
+        self.assertIn('driftrec_queue_seconds_count{method="Ingest"} 2', text)
+        self.assertIn('driftrec_compute_seconds_count{method="Ingest"} 2', text)
+        self.assertIn('driftrec_request_seconds_count{method="Ingest"} 2', text)
+        self.assertIn("driftrec_deadline_dropped_total 0", text)
+        self.assertRegex(text, r'driftrec_info\{kernel_isa="(ref|avx2|avx512|avx512vnni|neon|neondot)"')
+        self.assertIn("driftrec_queue_depth 0", text)
+        linked = subprocess.run(["ldd", SERVER_BIN], capture_output=True, text=True).stdout
+        if "libjemalloc" in linked:  # not under the sanitizers
+            self.assertRegex(text, r'driftrec_jemalloc_bytes\{stat="allocated"\} [1-9]')
+        with self.assertRaises(urllib.error.HTTPError) as cm:
+            urllib.request.urlopen(f"http://127.0.0.1:{self.srv.metrics_port}/nope", timeout=5)
+        self.assertEqual(cm.exception.code, 404)
 
     def test_lmdb_environment_is_durable(self):
         flags = history(self.srv.history_dir, "flags")[0]

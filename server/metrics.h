@@ -1,0 +1,53 @@
+/* metrics.h: counters and histograms of the request path, served in Prometheus text
+ * format on an HTTP port (libmicrohttpd).
+ *
+ * Recording is lock-free (relaxed atomics: each value is read on its own, no ordering
+ * with other memory is implied); the HTTP thread formats a snapshot on each scrape.
+ */
+#ifndef DR_METRICS_H
+#define DR_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base.h"
+
+enum dr_metric_method {
+    DR_METRIC_RECOMMEND,
+    DR_METRIC_RANK,
+    DR_METRIC_EMBED,
+    DR_METRIC_INGEST,
+    DR_METRIC_GET_MODEL,
+    DR_METRIC_HEALTH,
+    DR_METRIC_UNKNOWN,
+    DR_METRIC_METHOD_COUNT
+};
+
+#define DR_METRIC_STATUS_COUNT 17 /* gRPC status codes 0..16 */
+
+enum dr_metric_hist { DR_HIST_QUEUE, DR_HIST_COMPUTE, DR_HIST_E2E, DR_HIST_COUNT };
+
+struct dr_metrics;
+
+/* labels: variant (may be ""), kernel ISA and model version for the info gauges. */
+enum dr_status dr_metrics_create(const char *variant, const char *kernel_isa,
+                                 struct dr_metrics **out);
+void dr_metrics_destroy(struct dr_metrics *m); /* stops the HTTP server too; NULL no-op */
+
+void dr_metrics_count_request(struct dr_metrics *m, enum dr_metric_method method, int status);
+void dr_metrics_observe_ns(struct dr_metrics *m, enum dr_metric_hist hist,
+                           enum dr_metric_method method, uint64_t ns);
+void dr_metrics_count_deadline_drop(struct dr_metrics *m);
+/* A gauge read at scrape time (e.g. the work queue's depth). */
+void dr_metrics_set_queue_depth_fn(struct dr_metrics *m, size_t (*fn)(void *), void *ctx);
+void dr_metrics_set_model(struct dr_metrics *m, const char *name, const char *version);
+
+/* Prometheus text exposition of the current values; returns owned (free()). */
+char *dr_metrics_render(struct dr_metrics *m);
+
+/* Serves GET /metrics on host:port ("127.0.0.1:9090"); port 0 picks a free one.
+ * *bound_port receives the port in use. */
+enum dr_status dr_metrics_listen(struct dr_metrics *m, const char *addr, int *bound_port,
+                                 struct dr_error *err);
+
+#endif /* DR_METRICS_H */
