@@ -26,6 +26,7 @@ import health_pb2  # noqa: E402
 
 SERVER_BIN = os.environ.get("DR_SERVER_BIN", "build/server/driftrec-server")
 HISTORY_BIN = os.environ.get("DR_HISTORY_BIN", "build/server/driftrec-history")
+CLI_BIN = os.environ.get("DR_CLI_BIN", "build/server/driftrec-cli")
 
 
 def free_port():
@@ -163,6 +164,27 @@ class IngestAndHealth(unittest.TestCase):
         with self.assertRaises(urllib.error.HTTPError) as cm:
             urllib.request.urlopen(f"http://127.0.0.1:{self.srv.metrics_port}/nope", timeout=5)
         self.assertEqual(cm.exception.code, 404)
+
+    def test_cli_round_trip(self):
+        def cli(*args):
+            return subprocess.run([CLI_BIN, "--addr", f"127.0.0.1:{self.srv.port}", *args],
+                                  capture_output=True, text=True, timeout=30)
+        r = cli("health")
+        self.assertEqual((r.returncode, json.loads(r.stdout)["status"]), (0, "SERVING"))
+        r = cli("ingest", "--user", "bob", "--item", "tent-2", "--type", "purchase",
+                "--amount", "129.5", "--event-id", "cli-1", "--ts", "1700000000")
+        self.assertEqual(json.loads(r.stdout), {"accepted": 1, "duplicates": 0})
+        r = cli("ingest", "--user", "bob", "--item", "tent-2", "--type", "purchase",
+                "--event-id", "cli-1")
+        self.assertEqual(json.loads(r.stdout), {"accepted": 0, "duplicates": 1})
+        rows = history(self.srv.history_dir, "user", "bob")
+        self.assertEqual([(x["item_id"], x["event_type"], x["amount"]) for x in rows],
+                         [("tent-2", "purchase", 129.5)])
+        r = cli("ingest", "--user", "bob", "--item", "x", "--type", "click", "--rating", "7")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("INVALID_ARGUMENT", r.stderr)
+        self.assertIn("rating", r.stderr)
+        self.assertEqual(cli("frobnicate").returncode, 2)
 
     def test_lmdb_environment_is_durable(self):
         flags = history(self.srv.history_dir, "flags")[0]
