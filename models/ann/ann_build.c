@@ -8,11 +8,12 @@
  * its would-be neighbours, and only for as long as its batch lasts.  Every step is a function
  * of the frozen graph and the batch, so the file is byte-identical for any thread count.
  *
- * The graph is built from the fp32 vectors (normalised for cosine) with the metric's own
- * similarity: the inner product itself for inner product (as hnswlib builds it; the L2 graph
- * over vectors lifted by sqrt(R^2 - |x|^2) was measured and lost: recall@10 0.92 at ef 400
- * on the co-occurrence vectors against 0.99), x.y - |x|^2/2 - |y|^2/2 for L2.  Only the
- * search runs on the int8 codes, so quantisation never bends the graph.
+ * Similarities are the metric's own: the inner product itself for inner product (as hnswlib
+ * builds it; the L2 graph over vectors lifted by sqrt(R^2 - |x|^2) was measured and lost:
+ * recall@10 0.92 at ef 400 on the co-occurrence vectors against 0.99), x.y - |x|^2/2 -
+ * |y|^2/2 for L2.  With per-vector scales they are int8 products of the stored codes, like
+ * the search's (an fp32 build was measured: same recall, twice the build time); with
+ * per-dimension scales they are fp32 products of the rows.
  *
  * Threads: the calling thread and n_threads - 1 workers, meeting at a barrier per phase.
  */
@@ -123,10 +124,10 @@ static struct dr__ann_query item_query(const struct builder *b, uint32_t i)
     struct dr__ann_query q;
     const uint8_t *rec = b->recs + (size_t)i * b->rec_stride;
     q.q8 = (const int8_t *)rec;
-    q.qf = b->rows + (size_t)i * b->dim;
     q.q8_lo = NULL;
     q.dots_lo = NULL;
-    q.q_scale = 1.0f;
+    q.qf = b->rows ? b->rows + (size_t)i * b->dim : NULL;
+    q.q_scale = b->has_scale ? dr__ann_read_f32(rec + b->dim) : 1.0f;
     q.q_scale_lo = 0.0f;
     q.q_bias = b->has_bias ? dr__ann_read_f32(rec + b->dim + 4) : 0.0f;
     return q;
@@ -418,7 +419,8 @@ static enum dr_status quantise_items(struct builder *b, const float *vectors, si
         float inv = (o->metric == DR_ANN_METRIC_COSINE && norms[i] > 0.0f) ? 1.0f / norms[i] : 1.0f;
         for (size_t d = 0; d < dim; d++)
             row[d] = x[d] * inv;
-        memcpy(b->rows + i * dim, row, dim * sizeof(float));
+        if (b->rows)
+            memcpy(b->rows + i * dim, row, dim * sizeof(float));
         if (o->scale == DR_ANN_SCALE_PER_VECTOR) {
             float scale;
             b->kern->quantize_rows_s8(1, dim, row, dim, (int8_t *)rec, dim, &scale);
@@ -699,12 +701,14 @@ enum dr_status dr_ann_build(const float *vectors, size_t n, size_t dim, size_t l
     b.links0 = malloc(n * opts->m0 * sizeof(uint32_t));
     b.count0 = calloc(n, 1);
     b.upper = calloc(n, sizeof(uint32_t *));
-    b.rows = malloc(n * dim * sizeof(float));
+    if (opts->scale == DR_ANN_SCALE_PER_DIM)
+        b.rows = malloc(n * dim * sizeof(float));
     b.order = malloc(n * sizeof(uint32_t));
     if (opts->scale == DR_ANN_SCALE_PER_DIM)
         b.dim_scales = malloc(dim * sizeof(float));
     b.ctx = calloc(b.n_threads, sizeof(struct thread_ctx));
-    bool ok = b.recs && b.levels && b.links0 && b.count0 && b.upper && b.ctx && b.rows && b.order &&
+    bool ok = b.recs && b.levels && b.links0 && b.count0 && b.upper && b.ctx && b.order &&
+              (opts->scale != DR_ANN_SCALE_PER_DIM || b.rows) &&
               (opts->scale != DR_ANN_SCALE_PER_DIM || b.dim_scales);
     for (uint32_t t = 0; ok && t < b.n_threads; t++) {
         struct thread_ctx *c = &b.ctx[t];
