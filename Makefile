@@ -4,6 +4,7 @@
 #   make build          build only
 #   make bench-kernels  the kernel micro-benchmark table (build/bench/kernels.json)
 #   make bench-deps     benchmark-only dependencies (peers)
+#   make bench-models   BERT-mini and the interest model vs ONNX Runtime and PyTorch
 #   make test-asan      the unit and kernel tests under ASan + UBSan (build-asan/)
 #   make format / make check-format
 BUILD_DIR ?= build
@@ -46,7 +47,14 @@ test-asan: deps-test
 	@cd $(ASAN_DIR) && ctest --output-on-failure -j $(JOBS) -L 'unit|kernels|e2e' -LE neon $(CTEST_FLAGS)
 
 bench-deps:
-	@bash deploy/install-deps.sh build bench
+	@bash deploy/install-deps.sh build python bench
+	@# ONNX Runtime for bench-models: npm's CPU build, into bench/models/node_modules (git-ignored).
+	@# ONNXRUNTIME_NODE_INSTALL=skip: the package's install script would download extra binaries.
+	@if command -v npm >/dev/null 2>&1; then \
+		cd bench/models && ONNXRUNTIME_NODE_INSTALL=skip npm install --no-audit --no-fund --loglevel=error; \
+	else \
+		echo "bench-deps: npm not found: no ONNX Runtime peer (Node.js >= 18 and npm: apt-get install nodejs npm)"; \
+	fi
 
 # One thread, pinned to one core where taskset exists, so runs compare.  One run per x86
 # ISA this CPU has (oneDNN is capped to each run's ISA), merged into kernels.json.
@@ -90,3 +98,10 @@ bench-ann-scale: build
 		--work $(ANN_OUT) --json $(ANN_OUT)/ann-scale.json $(ANN_FLAGS)
 	@/usr/bin/python3 bench/ann/report.py $(ANN_OUT)/ann-scale.json $(ANN_OUT)/ann-scale.png
 .PHONY: bench-ann bench-ann-scale
+
+# BERT-mini (batch 1, 16) and the interest model (batch 1, 8) against ONNX Runtime (fp32, int8)
+# and PyTorch fp32, one thread, the same random weights; docs/models.md (Benchmark).  Table on
+# stdout, build/bench/models.json.  MODELS_BENCH_FLAGS: --rounds N, --quick, --isas LIST.
+bench-models: build
+	@/usr/bin/python3 bench/models/run.py --build $(BUILD_DIR) $(MODELS_BENCH_FLAGS)
+.PHONY: bench-models
