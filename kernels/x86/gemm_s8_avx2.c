@@ -10,11 +10,11 @@
  * on registers.  Each 4-byte group of a row is broadcast and meets one 64-byte packed group
  * (two ymm): per group 16 multiplies on the two vector-multiply ports and 8 adds elsewhere.
  * Blocking, measured on a 16-core Xeon (AVX2 path, one thread, 12 BERT shapes, M =
- * 128..2048, medians of 5 per shape; the host was shared, so runs differ by up to 2x):
- * panel-at-a-time order with 16/32/64 KiB A blocks gave medians of about 110/118/138 GOPS in
- * one run (32 KiB: 70 in another); 128 KiB blocks or row tiles sweeping 32-256 KiB chunks of
- * panels, 65-94 GOPS.  The A block stays in L1/L2 while each packed panel (4-12 KiB here)
- * streams through.
+ * 128..2048, medians of 5 per shape, then the median over shapes; the host was shared, so
+ * runs differ by up to 2x): panel-at-a-time order with 16/32/64 KiB A blocks gave about
+ * 113/70/138 GOPS in one run (32 KiB gave 118 in an earlier run, where 128 KiB blocks and
+ * row tiles sweeping 32-256 KiB chunks of panels gave 78-87).  The A block stays in L1/L2
+ * while each packed panel (4-12 KiB at these shapes) streams through.
  */
 #include "math_avx2.h"
 #include "x86.h"
