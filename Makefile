@@ -1,5 +1,5 @@
 # driftrec: the commands a user types.  CMake does the building; this file sets it up.
-#   make run            build and run driftrec on this host (today: the kernel self-check)
+#   make run            build, self-check the kernels, serve on 127.0.0.1:50051
 #   make test           install what is missing, build, run every test
 #   make build          build only
 #   make bench-kernels  the kernel micro-benchmark table (build/bench/kernels.json)
@@ -30,8 +30,17 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
+# The self-check, then the server in the foreground (Ctrl-C drains and stops it).
 run: build
 	@$(BUILD_DIR)/server/driftrec-server --self-check
+	@echo
+	@echo "driftrec-server on 127.0.0.1:50051, metrics on http://127.0.0.1:9090/metrics, history in var/history."
+	@echo "Try, from another shell:"
+	@echo "  $(BUILD_DIR)/server/driftrec-cli health"
+	@echo "  $(BUILD_DIR)/server/driftrec-cli ingest --user alice --item boots-1 --type click --dwell 12"
+	@echo "  $(BUILD_DIR)/server/driftrec-history var/history user alice"
+	@echo
+	@$(BUILD_DIR)/server/driftrec-server --history var/history
 
 test: deps-test
 	@cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS) >/dev/null
