@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <string.h>
 #include <utf8proc.h>
 
 bool dr_validate_string(const ProtobufCBinaryData *value, bool has_value, const char *name,
@@ -106,4 +107,111 @@ bool dr_validate_event(const Driftrec__V1__Event *m, const char *name,
         .variant_len = m->has_variant ? m->variant.len : 0,
     };
     return true;
+}
+
+static bool validate_inline_events(Driftrec__V1__Event **events, size_t n,
+                                   const ProtobufCBinaryData *user, char *msg, size_t size)
+{
+    if (n > DR_MAX_EVENTS_PER_REQUEST) {
+        snprintf(msg, size, "recent_events: %zu events, at most %d allowed", n,
+                 DR_MAX_EVENTS_PER_REQUEST);
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char name[40];
+        struct dr_event e;
+        snprintf(name, sizeof name, "recent_events[%zu]", i);
+        if (!dr_validate_event(events[i], name, user, &e, msg, size))
+            return false;
+        if (events[i]->has_user_id && events[i]->user_id.len &&
+            (events[i]->user_id.len != user->len ||
+             memcmp(events[i]->user_id.data, user->data, user->len) != 0)) {
+            snprintf(msg, size, "%s.user_id: differs from the request's user_id", name);
+            return false;
+        }
+    }
+    return true;
+}
+
+bool dr_validate_request(const ProtobufCMessage *msg_in, char *msg, size_t size)
+{
+    const ProtobufCMessageDescriptor *d = msg_in->descriptor;
+    if (d == &driftrec__v1__recommend_request__descriptor) {
+        const Driftrec__V1__RecommendRequest *r = (const void *)msg_in;
+        if (!dr_validate_string(&r->user_id, r->has_user_id, "user_id", DR_MAX_ID_BYTES, true, msg,
+                                size) ||
+            !dr_validate_string(&r->query_text, r->has_query_text, "query_text", DR_MAX_TEXT_BYTES,
+                                false, msg, size) ||
+            !dr_validate_string(&r->category, r->has_category, "category", DR_MAX_TAG_BYTES, false,
+                                msg, size) ||
+            !dr_validate_string(&r->model, r->has_model, "model", DR_MAX_TAG_BYTES, false, msg,
+                                size) ||
+            !dr_validate_string(&r->request_id, r->has_request_id, "request_id", DR_MAX_TAG_BYTES,
+                                false, msg, size))
+            return false;
+        if (r->has_k && (r->k < 1 || r->k > DR_MAX_K)) {
+            snprintf(msg, size, "k: %d is not in 1..%d", r->k, DR_MAX_K);
+            return false;
+        }
+        if (r->has_exclude && (r->exclude < DRIFTREC__V1__EXCLUDE_MODE__EXCLUDE_HISTORY ||
+                               r->exclude > DRIFTREC__V1__EXCLUDE_MODE__EXCLUDE_NONE)) {
+            snprintf(msg, size, "exclude: unknown mode %d", (int)r->exclude);
+            return false;
+        }
+        return validate_inline_events(r->recent_events, r->n_recent_events, &r->user_id, msg, size);
+    }
+    if (d == &driftrec__v1__rank_request__descriptor) {
+        const Driftrec__V1__RankRequest *r = (const void *)msg_in;
+        if (!dr_validate_string(&r->user_id, r->has_user_id, "user_id", DR_MAX_ID_BYTES, true, msg,
+                                size) ||
+            !dr_validate_string(&r->model, r->has_model, "model", DR_MAX_TAG_BYTES, false, msg,
+                                size) ||
+            !dr_validate_string(&r->request_id, r->has_request_id, "request_id", DR_MAX_TAG_BYTES,
+                                false, msg, size))
+            return false;
+        if (r->n_candidate_item_ids == 0 || r->n_candidate_item_ids > DR_MAX_CANDIDATES) {
+            snprintf(msg, size, "candidate_item_ids: %zu given, 1..%d allowed",
+                     r->n_candidate_item_ids, DR_MAX_CANDIDATES);
+            return false;
+        }
+        for (size_t i = 0; i < r->n_candidate_item_ids; i++) {
+            char name[48];
+            snprintf(name, sizeof name, "candidate_item_ids[%zu]", i);
+            if (!dr_validate_string(&r->candidate_item_ids[i], true, name, DR_MAX_ID_BYTES, true,
+                                    msg, size))
+                return false;
+        }
+        return validate_inline_events(r->recent_events, r->n_recent_events, &r->user_id, msg, size);
+    }
+    if (d == &driftrec__v1__embed_request__descriptor) {
+        const Driftrec__V1__EmbedRequest *r = (const void *)msg_in;
+        if (r->n_texts == 0 || r->n_texts > 256) {
+            snprintf(msg, size, "texts: %zu given, 1..256 allowed", r->n_texts);
+            return false;
+        }
+        for (size_t i = 0; i < r->n_texts; i++) {
+            char name[32];
+            snprintf(name, sizeof name, "texts[%zu]", i);
+            if (!dr_validate_string(&r->texts[i], true, name, DR_MAX_TEXT_BYTES, false, msg, size))
+                return false;
+        }
+        return dr_validate_string(&r->model, r->has_model, "model", DR_MAX_TAG_BYTES, false, msg,
+                                  size);
+    }
+    if (d == &driftrec__v1__ingest_request__descriptor) {
+        const Driftrec__V1__IngestRequest *r = (const void *)msg_in;
+        if (r->n_events == 0 || r->n_events > DR_MAX_EVENTS_PER_REQUEST) {
+            snprintf(msg, size, "events: %zu given, 1..%d allowed", r->n_events,
+                     DR_MAX_EVENTS_PER_REQUEST);
+            return false;
+        }
+        return dr_validate_string(&r->request_id, r->has_request_id, "request_id", DR_MAX_TAG_BYTES,
+                                  false, msg, size);
+    }
+    if (d == &driftrec__v1__get_model_request__descriptor) {
+        const Driftrec__V1__GetModelRequest *r = (const void *)msg_in;
+        return dr_validate_string(&r->model, r->has_model, "model", DR_MAX_TAG_BYTES, false, msg,
+                                  size);
+    }
+    return true; /* health and other messages carry nothing to check here */
 }

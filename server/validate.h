@@ -32,4 +32,9 @@ bool dr_validate_event(const Driftrec__V1__Event *m, const char *name,
                        const ProtobufCBinaryData *default_user_id, struct dr_event *out, char *msg,
                        size_t msg_size);
 
+/* Checks a decoded request message (Recommend, Rank, Embed, Ingest, GetModel requests) against
+ * the limits above: field sizes, k, candidate counts, inline events.  Ingest's events are
+ * checked one by one with dr_validate_event where they are stored. */
+bool dr_validate_request(const ProtobufCMessage *request, char *msg, size_t msg_size);
+
 #endif /* DR_VALIDATE_H */
