@@ -171,6 +171,16 @@ const char *onednn_isa_for(dr_isa isa)
     }
 }
 
+double measure_loop_peak(dr_isa isa)
+{
+#ifdef DR_HAVE_PEAK_LOOP
+    return dr_bench_measure_int8_peak_gops(isa);
+#else
+    (void)isa;
+    return 0.0;
+#endif
+}
+
 double median(std::vector<double> v)
 {
     if (v.empty())
@@ -313,10 +323,15 @@ int main(int argc, char **argv)
 
     const dr_cpu_features *cpu = dr_cpu_features_get();
     double ghz = dr_bench_measure_ghz();
+    std::map<int, double> loop_peak; // hand-loop int8 GOPS per ISA, measured before and after
+    for (dr_isa isa : isas)
+        loop_peak[isa] = measure_loop_peak(isa);
     std::fprintf(stderr, "running %zu benchmarks", specs.size());
     CollectingReporter reporter;
     benchmark::RunSpecifiedBenchmarks(&reporter);
     std::fprintf(stderr, "\n");
+    for (dr_isa isa : isas) // the better of the two: conditions change during a long run
+        loop_peak[isa] = std::max(loop_peak[isa], measure_loop_peak(isa));
 
     std::printf("driftrec kernels_bench  commit %s  cpu \"%s\"  clock %.2f GHz (measured)  "
                 "one thread\n",
@@ -327,8 +342,15 @@ int main(int argc, char **argv)
                 with_onednn ? "on" : "off",
                 getenv("ONEDNN_MAX_CPU_ISA") ? getenv("ONEDNN_MAX_CPU_ISA") : "(no cap)",
                 getenv("OMP_NUM_THREADS") ? getenv("OMP_NUM_THREADS") : "(unset)");
-    std::printf("%-8s %-18s %5s %5s %5s %-10s %9s %7s %6s %8s %6s  %s\n", "op", "shape", "M", "N",
-                "K", "isa", "us/call", "GOPS", "%peak", "oneDNN", "ratio", "oneDNN impl");
+    for (dr_isa isa : isas)
+        if (loop_peak[isa] > 0)
+            std::printf("int8 peak %s: %.0f ops/cycle x %.2f GHz = %.0f GOPS; hand loop of "
+                        "independent chains %.0f GOPS (%%loop column)\n",
+                        dr_isa_name(isa), peak_ops_per_cycle(isa), ghz,
+                        peak_ops_per_cycle(isa) * ghz, loop_peak[isa]);
+    std::printf("%-8s %-18s %5s %5s %5s %-10s %9s %7s %6s %6s %8s %6s  %s\n", "op", "shape", "M",
+                "N", "K", "isa", "us/call", "GOPS", "%peak", "%loop", "oneDNN", "ratio",
+                "oneDNN impl");
     std::vector<double> ratios_small, ratios_large;
     int ref_rows = 0;
 
@@ -343,6 +365,10 @@ int main(int argc, char **argv)
         double gops = dr_bench_case_ops(cases[i]) / secs / 1e9;
         double peak = peak_ops_per_cycle(s.isa) * ghz;
         double pct = peak > 0 ? 100.0 * gops / peak : 0.0;
+        double pct_loop = loop_peak[s.isa] > 0 ? 100.0 * gops / loop_peak[s.isa] : 0.0;
+        char loop_col[16] = "-";
+        if (pct_loop > 0)
+            std::snprintf(loop_col, sizeof loop_col, "%.1f%%", pct_loop);
         double onednn_gops = 0, ratio = 0;
         std::string impl = "-";
         auto od = reporter.results.find(bench_name(s) + "/onednn");
@@ -358,13 +384,13 @@ int main(int argc, char **argv)
                 ratios_large.push_back(ratio);
         }
         if (onednn_gops > 0)
-            std::printf("%-8s %-18s %5zu %5zu %5zu %-10s %9.2f %7.1f %5.1f%% %8.1f %6.2f  %s\n",
+            std::printf("%-8s %-18s %5zu %5zu %5zu %-10s %9.2f %7.1f %5.1f%% %6s %8.1f %6.2f  %s\n",
                         s.op.c_str(), s.shape.c_str(), s.m, s.n, s.k, dr_isa_name(s.isa),
-                        secs * 1e6, gops, pct, onednn_gops, ratio, impl.c_str());
+                        secs * 1e6, gops, pct, loop_col, onednn_gops, ratio, impl.c_str());
         else
-            std::printf("%-8s %-18s %5zu %5zu %5zu %-10s %9.2f %7.1f %5.1f%% %8s %6s  -\n",
+            std::printf("%-8s %-18s %5zu %5zu %5zu %-10s %9.2f %7.1f %5.1f%% %6s %8s %6s  -\n",
                         s.op.c_str(), s.shape.c_str(), s.m, s.n, s.k, dr_isa_name(s.isa),
-                        secs * 1e6, gops, pct, "-", "-");
+                        secs * 1e6, gops, pct, loop_col, "-", "-");
         cJSON *row = cJSON_CreateObject();
         cJSON_AddStringToObject(row, "op", s.op.c_str());
         cJSON_AddStringToObject(row, "shape", s.shape.c_str());
@@ -385,6 +411,8 @@ int main(int argc, char **argv)
             cJSON_AddNumberToObject(row, "pct_peak", pct);
         else
             cJSON_AddNullToObject(row, "pct_peak");
+        if (pct_loop > 0)
+            cJSON_AddNumberToObject(row, "pct_loop_peak", pct_loop);
         cJSON_AddItemToArray(rows, row);
         n_rows++;
     }
