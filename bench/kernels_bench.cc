@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include <vector>
 
+#include "bench_common.h"
 #include "kernels_bench_ops.h"
 
 #ifndef DR_GIT_SHA
@@ -41,11 +42,6 @@ struct Spec {
     std::string op, shape;
     size_t m, n, k;
     dr_isa isa;
-};
-
-struct Result {
-    double seconds_per_run = 0;
-    bool ok = false;
 };
 
 // int8 multiply-accumulate peak per cycle and core: AVX2 one vpmaddubsw+vpmaddwd+vpaddd
@@ -66,17 +62,6 @@ double peak_ops_per_cycle(dr_isa isa)
     default:
         return 0;
     }
-}
-
-std::vector<size_t> parse_list(const std::string &s)
-{
-    std::vector<size_t> out;
-    std::stringstream ss(s);
-    std::string item;
-    while (std::getline(ss, item, ','))
-        if (!item.empty())
-            out.push_back(std::stoul(item));
-    return out;
 }
 
 bool read_shapes(const std::string &dir, std::vector<Spec> &specs, std::vector<dr_isa> isas,
@@ -111,7 +96,7 @@ bool read_shapes(const std::string &dir, std::vector<Spec> &specs, std::vector<d
                              lineno);
                 return false;
             }
-            for (size_t m : parse_list(ms)) {
+            for (size_t m : dr_bench::parse_list(ms)) {
                 if (quick && m > 128)
                     continue;
                 for (dr_isa isa : isas)
@@ -121,35 +106,6 @@ bool read_shapes(const std::string &dir, std::vector<Spec> &specs, std::vector<d
     }
     return true;
 }
-
-class CollectingReporter : public benchmark::BenchmarkReporter
-{
-  public:
-    std::map<std::string, Result> results;
-    bool ReportContext(const Context &) override
-    {
-        return true;
-    }
-    void ReportRuns(const std::vector<Run> &runs) override
-    {
-        for (const auto &run : runs) {
-            // With repetitions, keep the median aggregate; without, the single run.
-            bool is_median = run.run_type == Run::RT_Aggregate && run.aggregate_name == "median";
-            bool single = run.run_type == Run::RT_Iteration && run.repetitions <= 1;
-            if (!is_median && !single)
-                continue;
-            if (run.error_occurred)
-                continue;
-            Result r;
-            // Thread CPU time: equal to wall time on a quiet machine, and unlike wall time
-            // not inflated when other processes take turns on this core.
-            r.seconds_per_run = run.GetAdjustedCPUTime() / 1e9; // time unit is ns
-            r.ok = true;
-            results[run.run_name.function_name] = r;
-            std::fprintf(stderr, ".");
-        }
-    }
-};
 
 std::string bench_name(const Spec &s)
 {
@@ -179,15 +135,6 @@ double measure_loop_peak(dr_isa isa)
     (void)isa;
     return 0.0;
 #endif
-}
-
-double median(std::vector<double> v)
-{
-    if (v.empty())
-        return 0;
-    std::sort(v.begin(), v.end());
-    size_t h = v.size() / 2;
-    return v.size() % 2 ? v[h] : 0.5 * (v[h - 1] + v[h]);
 }
 
 } // namespace
@@ -276,21 +223,7 @@ int main(int argc, char **argv)
         return 2;
 
     // Defaults that keep the whole run near a minute on 2 cores; flags given win.
-    bool has_min_time = false, has_reps = false;
-    for (char *a : rest) {
-        has_min_time |= std::strncmp(a, "--benchmark_min_time", 20) == 0;
-        has_reps |= std::strncmp(a, "--benchmark_repetitions", 23) == 0;
-    }
-    static char min_time[] = "--benchmark_min_time=0.1";
-    static char reps[] = "--benchmark_repetitions=3";
-    static char agg[] = "--benchmark_report_aggregates_only=true";
-    if (!has_min_time)
-        rest.push_back(min_time);
-    if (!has_reps)
-        rest.push_back(reps);
-    rest.push_back(agg);
-    int bargc = static_cast<int>(rest.size());
-    benchmark::Initialize(&bargc, rest.data());
+    dr_bench::initialize(rest, 3);
 
     std::vector<dr_bench_case *> cases;
     int mismatches = 0;
@@ -327,7 +260,7 @@ int main(int argc, char **argv)
     for (dr_isa isa : isas)
         loop_peak[isa] = measure_loop_peak(isa);
     std::fprintf(stderr, "running %zu benchmarks", specs.size());
-    CollectingReporter reporter;
+    dr_bench::MedianReporter reporter;
     benchmark::RunSpecifiedBenchmarks(&reporter);
     std::fprintf(stderr, "\n");
     for (dr_isa isa : isas) // the better of the two: conditions change during a long run
@@ -361,7 +294,7 @@ int main(int argc, char **argv)
         auto it = reporter.results.find(bench_name(s));
         if (it == reporter.results.end() || !it->second.ok)
             continue;
-        double secs = it->second.seconds_per_run;
+        double secs = it->second.cpu_s;
         double gops = dr_bench_case_ops(cases[i]) / secs / 1e9;
         double peak = peak_ops_per_cycle(s.isa) * ghz;
         double pct = peak > 0 ? 100.0 * gops / peak : 0.0;
@@ -373,7 +306,7 @@ int main(int argc, char **argv)
         std::string impl = "-";
         auto od = reporter.results.find(bench_name(s) + "/onednn");
         if (od != reporter.results.end() && od->second.ok) {
-            onednn_gops = dr_bench_case_ops(cases[i]) / od->second.seconds_per_run / 1e9;
+            onednn_gops = dr_bench_case_ops(cases[i]) / od->second.cpu_s / 1e9;
             ratio = gops / onednn_gops;
             impl = dr_bench_case_onednn_impl(cases[i]);
             if (impl.rfind("ref", 0) == 0)
@@ -422,8 +355,8 @@ int main(int argc, char **argv)
         std::printf("native/oneDNN int8 GEMM: median ratio %.2f over BERT-mini shapes with M <= "
                     "128 (%zu rows), %.2f at M >= 512 (%zu rows); oneDNN rows on a ref "
                     "implementation: %d; oneDNN/native mismatches: %d\n",
-                    median(ratios_small), ratios_small.size(), median(ratios_large),
-                    ratios_large.size(), ref_rows, mismatches);
+                    dr_bench::median(ratios_small), ratios_small.size(),
+                    dr_bench::median(ratios_large), ratios_large.size(), ref_rows, mismatches);
 
     char *text = cJSON_Print(rows);
     cJSON_Delete(rows);

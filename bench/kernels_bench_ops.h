@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 
+#include "bench_clock.h"
 #include "kernels.h"
 
 #ifdef __cplusplus
@@ -28,13 +29,6 @@ const char *dr_bench_case_onednn_impl(const struct dr_bench_case *bc);
 int dr_bench_case_onednn_agrees(struct dr_bench_case *bc);
 double dr_bench_case_ops(const struct dr_bench_case *bc); /* integer ops per run */
 void dr_bench_case_destroy(struct dr_bench_case *bc);
-
-/* The int8 rate a hand loop of independent multiply-accumulate chains reaches now, in GOPS
- * (AVX2 and AVX-512 VNNI; 0 for other ISAs or when the CPU lacks it). */
-double dr_bench_measure_int8_peak_gops(enum dr_isa isa);
-
-/* The core's real clock in GHz, from a chain of dependent imuls (3 cycles each). */
-double dr_bench_measure_ghz(void);
 
 #ifdef __cplusplus
 }

@@ -3,7 +3,7 @@
  * On a shared host the theoretical peak (ops/cycle x clock) overstates what is available
  * when a sibling hyperthread or a throttled clock takes vector throughput; this loop sees
  * the same conditions the kernels do.  Timed in thread CPU time, best of 5. */
-#include "kernels_bench_ops.h"
+#include "bench_clock.h"
 
 #include <immintrin.h>
 #include <time.h>

@@ -24,82 +24,14 @@
 #include <string>
 #include <vector>
 
+#include "bench_clock.h"
+#include "bench_common.h"
 #include "bert.h"
 #include "interest.h"
 #include "model_file.h"
 
 namespace
 {
-
-struct Timing {
-    double cpu_s = 0, wall_s = 0;
-    bool ok = false;
-};
-
-// Keeps each benchmark's median aggregate (thread CPU time, as kernels_bench does: unlike
-// wall time it is not inflated when other processes take turns on this core).
-class CollectingReporter : public benchmark::BenchmarkReporter
-{
-  public:
-    std::map<std::string, Timing> results;
-    bool ReportContext(const Context &) override
-    {
-        return true;
-    }
-    void ReportRuns(const std::vector<Run> &runs) override
-    {
-        for (const auto &run : runs) {
-            bool is_median = run.run_type == Run::RT_Aggregate && run.aggregate_name == "median";
-            bool single = run.run_type == Run::RT_Iteration && run.repetitions <= 1;
-            if ((!is_median && !single) || run.error_occurred)
-                continue;
-            Timing t;
-            t.cpu_s = run.GetAdjustedCPUTime() / 1e9; // time unit is ns
-            t.wall_s = run.GetAdjustedRealTime() / 1e9;
-            t.ok = true;
-            results[run.run_name.function_name] = t;
-            std::fprintf(stderr, ".");
-        }
-    }
-};
-
-std::vector<size_t> parse_list(const std::string &s)
-{
-    std::vector<size_t> out;
-    std::stringstream ss(s);
-    std::string item;
-    while (std::getline(ss, item, ','))
-        if (!item.empty())
-            out.push_back(std::stoul(item));
-    return out;
-}
-
-// The core's clock from a chain of dependent imuls, 3 cycles each (as kernels_bench).
-double measure_ghz()
-{
-#if defined(__x86_64__)
-    double best = 0.0;
-    for (int rep = 0; rep < 5; rep++) {
-        uint64_t iters = 10 * 1000 * 1000, x = 1;
-        timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        __asm__ volatile("1:\n\t"
-                         "imul %0, %0\n\timul %0, %0\n\timul %0, %0\n\timul %0, %0\n\t"
-                         "imul %0, %0\n\timul %0, %0\n\timul %0, %0\n\timul %0, %0\n\t"
-                         "dec %1\n\tjnz 1b"
-                         : "+r"(x), "+r"(iters));
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        double ns = 1e9 * static_cast<double>(t1.tv_sec - t0.tv_sec) +
-                    static_cast<double>(t1.tv_nsec - t0.tv_nsec);
-        double ghz = 3.0 * 8.0 * 10e6 / ns;
-        if (ghz > best)
-            best = ghz;
-    }
-    return best;
-#else
-    return 0.0;
-#endif
-}
 
 struct Inputs {
     std::vector<uint8_t> buf;
@@ -183,9 +115,9 @@ int main(int argc, char **argv)
         if (a == "--no-fp32")
             with_fp32 = false;
         else if (a == "--bert-batches" && i + 1 < argc)
-            bert_batches = parse_list(argv[++i]);
+            bert_batches = dr_bench::parse_list(argv[++i]);
         else if (a == "--interest-batches" && i + 1 < argc)
-            interest_batches = parse_list(argv[++i]);
+            interest_batches = dr_bench::parse_list(argv[++i]);
         else
             rest.push_back(argv[i]);
     }
@@ -239,21 +171,7 @@ int main(int argc, char **argv)
     }
 
     // Defaults that keep the whole run near half a minute; flags given win.
-    bool has_min_time = false, has_reps = false;
-    for (char *a : rest) {
-        has_min_time |= std::strncmp(a, "--benchmark_min_time", 20) == 0;
-        has_reps |= std::strncmp(a, "--benchmark_repetitions", 23) == 0;
-    }
-    static char min_time[] = "--benchmark_min_time=0.1";
-    static char reps[] = "--benchmark_repetitions=15";
-    static char agg[] = "--benchmark_report_aggregates_only=true";
-    if (!has_min_time)
-        rest.push_back(min_time);
-    if (!has_reps)
-        rest.push_back(reps);
-    rest.push_back(agg);
-    int bargc = static_cast<int>(rest.size());
-    benchmark::Initialize(&bargc, rest.data());
+    dr_bench::initialize(rest, 15);
 
     std::vector<Case *> cases;
     std::vector<dr_bert *> berts;
@@ -342,9 +260,9 @@ int main(int argc, char **argv)
         }
     }
 
-    double ghz = measure_ghz();
+    double ghz = dr_bench_measure_ghz();
     std::fprintf(stderr, "driftrec (isa %s): %zu benchmarks ", isa.c_str(), cases.size());
-    CollectingReporter reporter;
+    dr_bench::MedianReporter reporter;
     benchmark::RunSpecifiedBenchmarks(&reporter);
     std::fprintf(stderr, "\n");
 
