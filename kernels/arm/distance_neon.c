@@ -130,9 +130,7 @@ size_t dr_topk_f32__neon(size_t n, const float *scores, size_t k, uint32_t *out_
                          float *out_scores)
 {
     struct dr_topk_heap heap = {.ids = out_ids, .scores = out_scores, .len = 0, .cap = k};
-    size_t i = 0;
-    for (; i < n && heap.len < heap.cap; i++)
-        dr__topk_heap_offer(&heap, scores[i], (uint32_t)i);
+    size_t i = dr__topk_heap_fill(&heap, scores, n);
     if (k == 0)
         return 0;
     for (; i + 4 <= n; i += 4) {
@@ -142,8 +140,7 @@ size_t dr_topk_f32__neon(size_t n, const float *scores, size_t k, uint32_t *out_
         for (size_t l = 0; l < 4; l++)
             dr__topk_heap_offer(&heap, scores[i + l], (uint32_t)(i + l));
     }
-    for (; i < n; i++)
-        dr__topk_heap_offer(&heap, scores[i], (uint32_t)i);
+    dr__topk_heap_offer_range(&heap, scores, i, n);
     return dr__topk_heap_finish(&heap);
 }
 #endif

@@ -49,6 +49,12 @@ static inline int dr__topk_better(float sa, uint32_t ia, float sb, uint32_t ib)
     return sa > sb || (sa == sb && ia < ib);
 }
 void dr__topk_heap_offer(struct dr_topk_heap *heap, float score, uint32_t id);
+/* Offers scores[begin..end) in order, each with its index as id. */
+void dr__topk_heap_offer_range(struct dr_topk_heap *heap, const float *scores, size_t begin,
+                               size_t end);
+/* Offers scores from the front until the heap is full (NaN skipped); returns the index of
+ * the first score not yet offered.  The SIMD pre-filters start there. */
+size_t dr__topk_heap_fill(struct dr_topk_heap *heap, const float *scores, size_t n);
 size_t dr__topk_heap_finish(struct dr_topk_heap *heap);
 
 #endif /* DR_REF_H */

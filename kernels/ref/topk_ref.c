@@ -70,11 +70,25 @@ size_t dr__topk_heap_finish(struct dr_topk_heap *h)
     return h->len;
 }
 
+void dr__topk_heap_offer_range(struct dr_topk_heap *heap, const float *scores, size_t begin,
+                               size_t end)
+{
+    for (size_t i = begin; i < end; i++)
+        dr__topk_heap_offer(heap, scores[i], (uint32_t)i);
+}
+
+size_t dr__topk_heap_fill(struct dr_topk_heap *heap, const float *scores, size_t n)
+{
+    size_t i = 0;
+    for (; i < n && heap->len < heap->cap; i++)
+        dr__topk_heap_offer(heap, scores[i], (uint32_t)i);
+    return i;
+}
+
 size_t dr_topk_f32__ref(size_t n, const float *scores, size_t k, uint32_t *out_ids,
                         float *out_scores)
 {
     struct dr_topk_heap heap = {.ids = out_ids, .scores = out_scores, .len = 0, .cap = k};
-    for (size_t i = 0; i < n; i++)
-        dr__topk_heap_offer(&heap, scores[i], (uint32_t)i);
+    dr__topk_heap_offer_range(&heap, scores, 0, n);
     return dr__topk_heap_finish(&heap);
 }

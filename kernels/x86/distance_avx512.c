@@ -120,9 +120,7 @@ size_t dr_topk_f32__avx512(size_t n, const float *scores, size_t k, uint32_t *ou
                            float *out_scores)
 {
     struct dr_topk_heap heap = {.ids = out_ids, .scores = out_scores, .len = 0, .cap = k};
-    size_t i = 0;
-    for (; i < n && heap.len < heap.cap; i++)
-        dr__topk_heap_offer(&heap, scores[i], (uint32_t)i);
+    size_t i = dr__topk_heap_fill(&heap, scores, n);
     if (k == 0)
         return 0;
     for (; i + 16 <= n; i += 16) {
@@ -134,8 +132,7 @@ size_t dr_topk_f32__avx512(size_t n, const float *scores, size_t k, uint32_t *ou
             dr__topk_heap_offer(&heap, scores[i + lane], (uint32_t)(i + lane));
         }
     }
-    for (; i < n; i++)
-        dr__topk_heap_offer(&heap, scores[i], (uint32_t)i);
+    dr__topk_heap_offer_range(&heap, scores, i, n);
     return dr__topk_heap_finish(&heap);
 }
 #endif

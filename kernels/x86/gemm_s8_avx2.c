@@ -9,12 +9,13 @@
  * Tile: 4 rows x 16 columns (8 ymm accumulators) over the whole k, so the epilogue runs once
  * on registers.  Each 4-byte group of a row is broadcast and meets one 64-byte packed group
  * (two ymm): per group 16 multiplies on the two vector-multiply ports and 8 adds elsewhere.
- * Blocking, measured on a 16-core Xeon (AVX2 path, one thread, 12 BERT shapes, M =
- * 128..2048, medians of 5 per shape, then the median over shapes; the host was shared, so
- * runs differ by up to 2x): panel-at-a-time order with 16/32/64 KiB A blocks gave about
- * 113/70/138 GOPS in one run (32 KiB gave 118 in an earlier run, where 128 KiB blocks and
- * row tiles sweeping 32-256 KiB chunks of panels gave 78-87).  The A block stays in L1/L2
- * while each packed panel (4-12 KiB at these shapes) streams through.
+ * Blocking: 128 KiB blocks of A rows; row tiles sweep 256 KiB chunks of packed panels, so
+ * output rows are written left to right.  Measurements disagree across shared hosts (runs
+ * differ by up to 2x): on the 2-core development VM this order beat panel-at-a-time order
+ * with 64 KiB blocks in two alternating runs (medians over 9 BERT shapes, M >= 128: 111 and
+ * 95 GOPS against 87 and 80); on a 16-core Xeon VM panel-at-a-time with 32-64 KiB blocks
+ * came out ahead (118-138 against 80).  DR_TUNE_A_BLOCK_BYTES and DR_TUNE_B_CHUNK_BYTES
+ * (1 = one panel per chunk) rebuild either variant for measurement.
  */
 #include "math_avx2.h"
 #include "x86.h"
@@ -24,13 +25,13 @@
 #define MR 4
 #define NR DR_PACK_S8_NR
 #ifndef DR_TUNE_A_BLOCK_BYTES /* build-time tuning knobs, for measuring other blockings */
-#define A_BLOCK_BYTES (64 * 1024)
+#define A_BLOCK_BYTES (128 * 1024)
 #else
 #define A_BLOCK_BYTES DR_TUNE_A_BLOCK_BYTES
 #endif
 #define MAX_BLOCK_ROWS 256
 #ifndef DR_TUNE_B_CHUNK_BYTES
-#define B_CHUNK_BYTES 1 /* one panel per chunk: see the comment at the top */
+#define B_CHUNK_BYTES (256 * 1024) /* packed weights per chunk: see the comment at the top */
 #else
 #define B_CHUNK_BYTES DR_TUNE_B_CHUNK_BYTES
 #endif

@@ -11,9 +11,7 @@ size_t dr_topk_f32__avx2(size_t n, const float *scores, size_t k, uint32_t *out_
                          float *out_scores)
 {
     struct dr_topk_heap heap = {.ids = out_ids, .scores = out_scores, .len = 0, .cap = k};
-    size_t i = 0;
-    for (; i < n && heap.len < heap.cap; i++)
-        dr__topk_heap_offer(&heap, scores[i], (uint32_t)i);
+    size_t i = dr__topk_heap_fill(&heap, scores, n);
     if (k == 0)
         return 0;
     for (; i + 8 <= n; i += 8) {
@@ -26,7 +24,6 @@ size_t dr_topk_f32__avx2(size_t n, const float *scores, size_t k, uint32_t *out_
             dr__topk_heap_offer(&heap, scores[i + (size_t)lane], (uint32_t)(i + (size_t)lane));
         }
     }
-    for (; i < n; i++)
-        dr__topk_heap_offer(&heap, scores[i], (uint32_t)i);
+    dr__topk_heap_offer_range(&heap, scores, i, n);
     return dr__topk_heap_finish(&heap);
 }
