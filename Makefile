@@ -7,6 +7,7 @@
 #   make bench-models   BERT-mini and the interest model vs ONNX Runtime and PyTorch
 #   make test-asan      the unit and kernel tests under ASan + UBSan (build-asan/)
 #   make format / make check-format
+MAKEFLAGS += --no-print-directory
 BUILD_DIR ?= build
 ASAN_DIR ?= build-asan
 CMAKE_FLAGS ?=
