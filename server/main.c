@@ -72,6 +72,8 @@ int main(int argc, char **argv)
         opts.variant = getenv("DR_VARIANT");
     if (getenv("DR_METRICS"))
         opts.metrics_addr = getenv("DR_METRICS");
+    if (getenv("DR_TEXT_MODEL"))
+        opts.text_model = getenv("DR_TEXT_MODEL");
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -104,6 +106,8 @@ int main(int argc, char **argv)
             opts.max_message_bytes = (int)parse_count(a, v, 1024) << 20;
         } else if (strcmp(a, "--variant") == 0) {
             opts.variant = v;
+        } else if (strcmp(a, "--text-model") == 0) {
+            opts.text_model = v;
         } else if (strcmp(a, "--metrics") == 0) {
             opts.metrics_addr = strcmp(v, "off") == 0 ? "" : v;
         } else if (strcmp(a, "--drain-grace-ms") == 0) {

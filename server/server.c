@@ -27,11 +27,14 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "bert.h"
 #include "driftrec.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "history.h"
 #include "kernels.h"
 #include "metrics.h"
+#include "model_file.h"
+#include "tokenizer.h"
 #include "validate.h"
 #include "workpool.h"
 
@@ -72,6 +75,10 @@ struct dr_server {
     struct dr_history *history;
     struct dr_metrics *metrics;
     int metrics_port;
+    /* The text encoder for Embed (read-only after start; shared by all workers). */
+    struct dr_bert *bert;
+    struct dr_tokenizer *tokenizer;
+    char model_name[128], model_version[128];
     atomic_bool is_draining;
     char variant[DR_MAX_TAG_BYTES + 1];
 };
@@ -258,18 +265,104 @@ static void handle_ingest(struct call *c)
     reply(c, GRPC_STATUS_OK, NULL, &resp.base);
 }
 
-static void handle_get_model(struct call *c)
+static ProtobufCBinaryData bytes_of(const char *s)
 {
-    Driftrec__V1__GetModelResponse resp = DRIFTREC__V1__GET_MODEL_RESPONSE__INIT;
-    reply(c, GRPC_STATUS_OK, NULL, &resp.base); /* no model loaded: an empty list */
+    ProtobufCBinaryData b = {.len = strlen(s), .data = (uint8_t *)(uintptr_t)s};
+    return b;
 }
 
-/* Recommend, Rank and Embed need a loaded model; their requests are validated in full
- * first, so a client learns about a malformed request before it learns about the model. */
+static void handle_get_model(struct call *c)
+{
+    struct dr_server *srv = c->srv;
+    Driftrec__V1__GetModelResponse resp = DRIFTREC__V1__GET_MODEL_RESPONSE__INIT;
+    Driftrec__V1__ModelInfo info = DRIFTREC__V1__MODEL_INFO__INIT;
+    Driftrec__V1__ModelInfo *infos[1] = {&info};
+    if (srv->bert) { /* the text encoder is the only model loaded so far */
+        info.has_name = info.has_version = info.has_kernel_isa = 1;
+        info.name = bytes_of(srv->model_name);
+        info.version = bytes_of(srv->model_version);
+        info.kernel_isa = bytes_of(dr_isa_name(dr_kernels_get()->isa));
+        info.has_is_default = info.has_vector_dim = 1;
+        info.is_default = 1;
+        info.vector_dim = (int32_t)dr_bert_output_dim(srv->bert);
+        resp.n_models = 1;
+        resp.models = infos;
+    }
+    reply(c, GRPC_STATUS_OK, NULL, &resp.base);
+}
+
+/* Embed: tokenize each text with the model's vocabulary ([CLS] ... [SEP], cut to the
+ * model's maximum length, at most EMBED_MAX_LEN), encode them as one ragged batch. */
+#define EMBED_MAX_LEN 128
+
+static void handle_embed(struct call *c)
+{
+    struct dr_server *srv = c->srv;
+    const Driftrec__V1__EmbedRequest *req = (const void *)c->request;
+    size_t n = req->n_texts, dim = dr_bert_output_dim(srv->bert);
+    size_t max_len =
+        dr_bert_max_len(srv->bert) < EMBED_MAX_LEN ? dr_bert_max_len(srv->bert) : EMBED_MAX_LEN;
+    int32_t *ids = malloc(n * max_len * sizeof *ids);
+    size_t *lens = malloc(n * sizeof *lens);
+    float *out = malloc(n * dim * sizeof *out);
+    size_t ws_size = dr_bert_workspace_size(srv->bert, n * max_len, max_len);
+    void *ws = dr_aligned_alloc(ws_size);
+    Driftrec__V1__Vector *vecs = calloc(n, sizeof *vecs);
+    Driftrec__V1__Vector **vec_ptrs = calloc(n, sizeof *vec_ptrs);
+    char msg[300];
+    if (!ids || !lens || !out || !ws || !vecs || !vec_ptrs) {
+        reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for this batch", NULL);
+        goto done;
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct dr_error err = {0};
+        if (dr_tokenizer_encode(srv->tokenizer, (const char *)req->texts[i].data, req->texts[i].len,
+                                max_len, ids + at, &lens[i], &err) != DR_OK) {
+            snprintf(msg, sizeof msg, "texts[%zu]: %s", i, err.msg);
+            reply(c, GRPC_STATUS_INVALID_ARGUMENT, msg, NULL);
+            goto done;
+        }
+        at += lens[i];
+    }
+    enum dr_status st = dr_bert_encode(srv->bert, n, ids, lens, out, dim, ws, ws_size);
+    if (st != DR_OK) {
+        snprintf(msg, sizeof msg, "encoding failed: %s", dr_status_str(st));
+        reply(c, status_of(st), msg, NULL);
+        goto done;
+    }
+    Driftrec__V1__EmbedResponse resp = DRIFTREC__V1__EMBED_RESPONSE__INIT;
+    for (size_t i = 0; i < n; i++) {
+        driftrec__v1__vector__init(&vecs[i]);
+        vecs[i].n_values = dim;
+        vecs[i].values = out + i * dim;
+        vec_ptrs[i] = &vecs[i];
+    }
+    resp.n_vectors = n;
+    resp.vectors = vec_ptrs;
+    resp.has_model = resp.has_model_version = 1;
+    resp.model = bytes_of(srv->model_name);
+    resp.model_version = bytes_of(srv->model_version);
+    reply(c, GRPC_STATUS_OK, NULL, &resp.base); /* packs before returning: buffers may go */
+done:
+    free(ids);
+    free(lens);
+    free(out);
+    dr_aligned_free(ws);
+    free(vecs);
+    free(vec_ptrs);
+}
+
+/* Recommend and Rank need the recommendation model (interest model + item index), Embed the
+ * text model; requests are validated in full first, so a client learns about a malformed
+ * request before it learns about the model. */
 static void handle_needs_model(struct call *c)
 {
     reply(c, GRPC_STATUS_FAILED_PRECONDITION,
-          "no model is loaded on this instance (see GetModel and the health service)", NULL);
+          c->method == M_EMBED ? "no text model is loaded on this instance (--text-model)"
+                               : "no recommendation model is loaded on this instance (see "
+                                 "GetModel and the health service)",
+          NULL);
 }
 
 static void run_job(void *arg, uint64_t queued_ns)
@@ -290,6 +383,12 @@ static void run_job(void *arg, uint64_t queued_ns)
         break;
     case M_GET_MODEL:
         handle_get_model(c);
+        break;
+    case M_EMBED:
+        if (c->srv->bert)
+            handle_embed(c);
+        else
+            handle_needs_model(c);
         break;
     default:
         handle_needs_model(c);
@@ -466,6 +565,34 @@ static int mkdir_p(const char *path)
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
 }
 
+/* The text encoder, its vocabulary and the name and version its manifest gives. */
+static enum dr_status load_text_model(struct dr_server *srv, const char *path, struct dr_error *err)
+{
+    enum dr_status st = dr_bert_load(path, NULL, &srv->bert, err);
+    if (st != DR_OK)
+        return st;
+    const char *vocab = dr_bert_vocab_path(srv->bert);
+    if (!vocab)
+        st = dr_error_set(err, DR_ERR_FORMAT, "%s: the manifest names no vocabulary", path);
+    else
+        st = dr_tokenizer_load(vocab, dr_bert_vocab_lower_case(srv->bert), &srv->tokenizer, err);
+    struct dr_model_file *mf = NULL;
+    if (st == DR_OK && dr_model_file_open(path, &mf, err) == DR_OK) {
+        snprintf(srv->model_name, sizeof srv->model_name, "%s", dr_model_file_name(mf));
+        snprintf(srv->model_version, sizeof srv->model_version, "%s", dr_model_file_version(mf));
+        dr_model_file_destroy(mf);
+    } else if (st == DR_OK) {
+        st = err ? err->code : DR_ERR_FORMAT;
+    }
+    if (st != DR_OK) {
+        dr_tokenizer_destroy(srv->tokenizer);
+        dr_bert_destroy(srv->bert);
+        srv->tokenizer = NULL;
+        srv->bert = NULL;
+    }
+    return st;
+}
+
 enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_server **out,
                                struct dr_error *err)
 {
@@ -502,6 +629,17 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
         return st;
     }
     dr_metrics_set_queue_depth_fn(srv->metrics, queue_depth, srv->pool);
+    if (opts->text_model && opts->text_model[0]) {
+        st = load_text_model(srv, opts->text_model, err);
+        if (st != DR_OK) {
+            dr_metrics_destroy(srv->metrics);
+            dr_workpool_destroy(srv->pool);
+            dr_history_close(srv->history);
+            free(srv);
+            return st;
+        }
+        dr_metrics_set_model(srv->metrics, srv->model_name, srv->model_version);
+    }
 
     grpc_init();
     grpc_arg args[3];
@@ -530,6 +668,8 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
         grpc_completion_queue_shutdown(srv->shutdown_cq);
         grpc_completion_queue_destroy(srv->shutdown_cq);
         grpc_shutdown();
+        dr_tokenizer_destroy(srv->tokenizer);
+        dr_bert_destroy(srv->bert);
         dr_metrics_destroy(srv->metrics);
         dr_workpool_destroy(srv->pool);
         dr_history_close(srv->history);
@@ -574,6 +714,8 @@ void dr_server_shutdown(struct dr_server *srv)
     grpc_completion_queue_shutdown(srv->shutdown_cq);
     grpc_completion_queue_destroy(srv->shutdown_cq);
     grpc_shutdown();
+    dr_tokenizer_destroy(srv->tokenizer);
+    dr_bert_destroy(srv->bert);
     dr_metrics_destroy(srv->metrics);
     dr_history_close(srv->history);
     free(srv->pollers);

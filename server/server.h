@@ -18,6 +18,7 @@ struct dr_server_opts {
     const char *variant;      /* A/B arm reported in replies ("" = none) */
     int drain_grace_ms;       /* in-flight calls get this long at shutdown */
     const char *metrics_addr; /* Prometheus /metrics on host:port; NULL or "" = off */
+    const char *text_model;   /* BERT model directory for Embed; NULL or "" = none */
 };
 
 void dr_server_opts_default(struct dr_server_opts *opts);

@@ -27,6 +27,8 @@ import health_pb2  # noqa: E402
 SERVER_BIN = os.environ.get("DR_SERVER_BIN", "build/server/driftrec-server")
 HISTORY_BIN = os.environ.get("DR_HISTORY_BIN", "build/server/driftrec-history")
 CLI_BIN = os.environ.get("DR_CLI_BIN", "build/server/driftrec-cli")
+ENCODE_BIN = os.environ.get("DR_ENCODE_BIN", "build/models/driftrec-encode")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def free_port():
@@ -258,7 +260,7 @@ BAD_REQUESTS = [
     ("no texts", "Embed", pb.EmbedRequest(), "INVALID_ARGUMENT", "texts"),
     ("unknown method", "NoSuchMethod", b"", "UNIMPLEMENTED", "not implemented"),
     ("valid, but no model", "Recommend", pb.RecommendRequest(user_id="u1", k=10),
-     "FAILED_PRECONDITION", "no model"),
+     "FAILED_PRECONDITION", "no recommendation model"),
 ]
 
 
@@ -327,6 +329,64 @@ class KillDuringIngest(unittest.TestCase):
             self.assertEqual(len(stored), len(set(stored)))
             missing = set(acked) - set(stored)
             self.assertEqual(missing, set(), f"{len(missing)} acknowledged events lost")
+
+
+class EmbedWithTextModel(unittest.TestCase):
+    """Embed served from a BERT-mini model that the golden generator writes (seeded)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        gen = subprocess.run(["/usr/bin/python3", os.path.join(REPO, "tests/golden/generate.py"),
+                              "--out", cls.dir.name, "--cases", "bert-mini"],
+                             capture_output=True, text=True, timeout=300)
+        if gen.returncode != 0:
+            raise RuntimeError("golden model generation failed: " + gen.stderr[-2000:])
+        cls.model = os.path.join(cls.dir.name, "bert-mini-int8")
+        cls.srv = Server(cls.dir.name + "/history", "--text-model", cls.model)
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.srv.stop() == 0, cls.srv.stderr()
+        cls.dir.cleanup()
+
+    def embed(self, texts):
+        return self.srv.call("/driftrec.v1.Recommender/Embed", pb.EmbedRequest(texts=texts),
+                             pb.EmbedResponse, timeout=30)
+
+    def test_embed_equals_the_encoder_tool(self):
+        texts = ["hiking boots for wet trails", "\u4e2d\u6587 and caf\u00e9", "", "x " * 400]
+        resp = self.embed(texts)
+        self.assertEqual(len(resp.vectors), len(texts))
+        # driftrec-encode reads one text per line; the empty one would be a blank line.
+        out = subprocess.run([ENCODE_BIN, self.model, "--max-len", "128"],
+                             input="\n".join(texts[:2] + texts[3:]) + "\n", capture_output=True,
+                             text=True, timeout=60, check=True).stdout.splitlines()
+        want = [json.loads(line) for line in out]
+        for got, exp in zip([resp.vectors[0], resp.vectors[1], resp.vectors[3]], want):
+            self.assertEqual(len(got.values), len(exp))
+            self.assertLess(max(abs(a - b) for a, b in zip(got.values, exp)), 1e-6)
+        self.assertEqual(resp.model, "bert-mini")
+
+    def test_get_model_and_health(self):
+        r = self.srv.call("/driftrec.v1.Recommender/GetModel", pb.GetModelRequest(),
+                          pb.GetModelResponse)
+        self.assertEqual([(m.name, m.is_default) for m in r.models], [("bert-mini", True)])
+        self.assertGreater(r.models[0].vector_dim, 0)
+        # Recommend still needs the recommendation model: not ready, and says which.
+        self.assertEqual(self.srv.health("driftrec.v1.Recommender"),
+                         health_pb2.HealthCheckResponse.NOT_SERVING)
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.srv.call("/driftrec.v1.Recommender/Recommend",
+                          pb.RecommendRequest(user_id="u", k=3), None)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
+        self.assertIn("recommendation model", cm.exception.details())
+
+    def test_embed_limits(self):
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.embed(["t"] * 257)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertEqual(len(self.embed(["t"] * 256).vectors), 256)
 
 
 class Shutdown(unittest.TestCase):
