@@ -28,6 +28,7 @@ SERVER_BIN = os.environ.get("DR_SERVER_BIN", "build/server/driftrec-server")
 HISTORY_BIN = os.environ.get("DR_HISTORY_BIN", "build/server/driftrec-history")
 CLI_BIN = os.environ.get("DR_CLI_BIN", "build/server/driftrec-cli")
 ENCODE_BIN = os.environ.get("DR_ENCODE_BIN", "build/models/driftrec-encode")
+LOAD_BIN = os.environ.get("DR_LOAD_BIN", "build/bench/load/driftrec-load")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -187,6 +188,31 @@ class IngestAndHealth(unittest.TestCase):
         self.assertIn("INVALID_ARGUMENT", r.stderr)
         self.assertIn("rating", r.stderr)
         self.assertEqual(cli("frobnicate").returncode, 2)
+
+    def test_load_client_counts_match_the_server_metrics(self):
+        def load(*args):
+            with tempfile.NamedTemporaryFile(suffix=".json") as out:
+                subprocess.run([LOAD_BIN, "--addr", f"127.0.0.1:{self.srv.port}", "--warmup", "0",
+                                "--duration", "1.5", "--json", out.name, *args], check=True,
+                               capture_output=True, timeout=60)
+                return json.load(open(out.name))
+
+        closed = load("--method", "ingest", "--concurrency", "4")
+        opened = load("--method", "health", "--mode", "open", "--rate", "200")
+        self.assertGreater(closed["calls"], 100)
+        self.assertEqual(closed["status"], {"OK": closed["calls"]})
+        # Open loop: Poisson arrivals at 200/s for 1.5 s, none over the cap, sender on time.
+        self.assertTrue(200 <= opened["calls"] <= 400, opened)
+        self.assertTrue(opened["valid"], opened)
+        text = self.srv.metrics()
+        self.assertIn('driftrec_requests_total{method="Ingest",code="OK",variant="A"} '
+                      f'{closed["calls"]}\n', text)
+        stored = history(self.srv.history_dir, "log")
+        self.assertEqual(len(stored), closed["calls"])  # every acknowledged Ingest is stored
+        health_ok = re.search(r'driftrec_requests_total\{method="Health",code="OK",variant="A"\} '
+                              r'(\d+)', text)
+        # The test's own health checks add to the server's count, never the client's.
+        self.assertGreaterEqual(int(health_ok.group(1)), opened["status"]["OK"])
 
     def test_lmdb_environment_is_durable(self):
         flags = history(self.srv.history_dir, "flags")[0]
