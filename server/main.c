@@ -7,10 +7,12 @@
 #include "selfcheck.h"
 #include "server.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,12 @@ static void usage(FILE *out)
                  "  --drain-grace-ms N   in-flight calls' grace period at shutdown (default 5000)\n"
                  "  --metrics ADDR       Prometheus /metrics on host:port, 'off' to disable (env "
                  "DR_METRICS; default 127.0.0.1:9090)\n"
+                 "  --text-model DIR     BERT model directory served by Embed (env "
+                 "DR_TEXT_MODEL)\n"
+                 "  --config FILE        a JSON object of these options without the dashes, e.g.\n"
+                 "                       {\"listen\": \"0.0.0.0:50051\", \"workers\": 8} (env "
+                 "DR_CONFIG)\n"
+                 "  precedence: flags, then environment, then the config file, then defaults\n"
                  "  --self-check         print CPU features and the kernels chosen, check them, "
                  "exit\n"
                  "  --version, --help\n"
@@ -58,22 +66,120 @@ static long parse_count(const char *flag, const char *value, long max)
     return v;
 }
 
+/* Applies one option by its flag name without dashes ("listen", "workers", ...).  Numbers
+ * are checked here (a bad value exits with a message naming where it came from); strings are
+ * borrowed and must outlive the server.  Returns false for an unknown name. */
+static bool apply_option(struct dr_server_opts *opts, const char *name, const char *v,
+                         const char *where)
+{
+    char label[160];
+    snprintf(label, sizeof label, "%s%s", where, name);
+    if (strcmp(name, "listen") == 0)
+        opts->listen_addr = v;
+    else if (strcmp(name, "history") == 0)
+        opts->history_path = v;
+    else if (strcmp(name, "history-map-mb") == 0)
+        opts->history_map_bytes = (size_t)parse_count(label, v, 1L << 20) << 20;
+    else if (strcmp(name, "workers") == 0)
+        opts->n_workers = (int)parse_count(label, v, 1024);
+    else if (strcmp(name, "pollers") == 0)
+        opts->n_pollers = (int)parse_count(label, v, 64);
+    else if (strcmp(name, "queue") == 0)
+        opts->queue_capacity = (size_t)parse_count(label, v, 1L << 20);
+    else if (strcmp(name, "max-message-mb") == 0)
+        opts->max_message_bytes = (int)parse_count(label, v, 1024) << 20;
+    else if (strcmp(name, "variant") == 0)
+        opts->variant = v;
+    else if (strcmp(name, "text-model") == 0)
+        opts->text_model = v;
+    else if (strcmp(name, "metrics") == 0)
+        opts->metrics_addr = strcmp(v, "off") == 0 ? "" : v;
+    else if (strcmp(name, "drain-grace-ms") == 0)
+        opts->drain_grace_ms = (int)parse_count(label, v, 600000);
+    else
+        return false;
+    return true;
+}
+
+/* Reads a config file (a JSON object of option names to strings or integers) into opts.
+ * Returns the parsed tree, which owns the strings opts now points to (free with cJSON_Delete
+ * when the server has stopped); exits with a message on any problem. */
+static cJSON *load_config(const char *path, struct dr_server_opts *opts)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "driftrec-server: config %s: cannot open it\n", path);
+        exit(2);
+    }
+    char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    bool too_big = !feof(f);
+    fclose(f);
+    if (too_big) {
+        fprintf(stderr, "driftrec-server: config %s: larger than 64 KiB\n", path);
+        exit(2);
+    }
+    buf[n] = '\0';
+    cJSON *root = cJSON_Parse(buf);
+    if (!cJSON_IsObject(root)) {
+        fprintf(stderr, "driftrec-server: config %s: not a JSON object%s\n", path,
+                root ? "" : " (syntax error)");
+        cJSON_Delete(root); /* no leak report under the sanitizers */
+        exit(2);
+    }
+    char where[128];
+    snprintf(where, sizeof where, "config %s: ", path);
+    for (cJSON *item = root->child; item; item = item->next) {
+        char number[32];
+        const char *v = NULL;
+        if (cJSON_IsString(item)) {
+            v = item->valuestring;
+        } else if (cJSON_IsNumber(item)) {
+            snprintf(number, sizeof number, "%.0f", item->valuedouble);
+            if (item->valuedouble != (double)(long long)item->valuedouble) {
+                fprintf(stderr, "driftrec-server: %s%s: expected an integer\n", where,
+                        item->string);
+                cJSON_Delete(root);
+                exit(2);
+            }
+            v = number;
+        } else {
+            fprintf(stderr, "driftrec-server: %s%s: expected a string or an integer\n", where,
+                    item->string);
+            cJSON_Delete(root);
+            exit(2);
+        }
+        if (!apply_option(opts, item->string, v, where)) {
+            fprintf(stderr, "driftrec-server: %sunknown option '%s' (see --help)\n", where,
+                    item->string);
+            cJSON_Delete(root);
+            exit(2);
+        }
+    }
+    return root;
+}
+
 int main(int argc, char **argv)
 {
     struct dr_server_opts opts;
     dr_server_opts_default(&opts);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     opts.n_workers = ncpu > 0 ? (int)ncpu : 2;
-    if (getenv("DR_LISTEN"))
-        opts.listen_addr = getenv("DR_LISTEN");
-    if (getenv("DR_HISTORY"))
-        opts.history_path = getenv("DR_HISTORY");
-    if (getenv("DR_VARIANT"))
-        opts.variant = getenv("DR_VARIANT");
-    if (getenv("DR_METRICS"))
-        opts.metrics_addr = getenv("DR_METRICS");
-    if (getenv("DR_TEXT_MODEL"))
-        opts.text_model = getenv("DR_TEXT_MODEL");
+
+    /* The config file first (flags and environment override it). */
+    const char *config_path = getenv("DR_CONFIG");
+    for (int i = 1; i + 1 < argc; i++)
+        if (strcmp(argv[i], "--config") == 0)
+            config_path = argv[i + 1];
+    cJSON *config = config_path ? load_config(config_path, &opts) : NULL;
+
+    static const char *const env_options[][2] = {
+        {"DR_LISTEN", "listen"},   {"DR_HISTORY", "history"},       {"DR_VARIANT", "variant"},
+        {"DR_METRICS", "metrics"}, {"DR_TEXT_MODEL", "text-model"},
+    };
+    for (size_t i = 0; i < sizeof env_options / sizeof env_options[0]; i++)
+        if (getenv(env_options[i][0]))
+            apply_option(&opts, env_options[i][1], getenv(env_options[i][0]), "environment: ");
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -86,33 +192,11 @@ int main(int argc, char **argv)
             return 0;
         } else if (strcmp(a, "--self-check") == 0) {
             return dr_selfcheck_run(stdout);
-        } else if (!v) {
+        } else if (!v || strncmp(a, "--", 2) != 0) {
             fprintf(stderr, "driftrec-server: unknown or incomplete argument '%s'\n", a);
             usage(stderr);
             return 2;
-        } else if (strcmp(a, "--listen") == 0) {
-            opts.listen_addr = v;
-        } else if (strcmp(a, "--history") == 0) {
-            opts.history_path = v;
-        } else if (strcmp(a, "--history-map-mb") == 0) {
-            opts.history_map_bytes = (size_t)parse_count(a, v, 1L << 20) << 20;
-        } else if (strcmp(a, "--workers") == 0) {
-            opts.n_workers = (int)parse_count(a, v, 1024);
-        } else if (strcmp(a, "--pollers") == 0) {
-            opts.n_pollers = (int)parse_count(a, v, 64);
-        } else if (strcmp(a, "--queue") == 0) {
-            opts.queue_capacity = (size_t)parse_count(a, v, 1L << 20);
-        } else if (strcmp(a, "--max-message-mb") == 0) {
-            opts.max_message_bytes = (int)parse_count(a, v, 1024) << 20;
-        } else if (strcmp(a, "--variant") == 0) {
-            opts.variant = v;
-        } else if (strcmp(a, "--text-model") == 0) {
-            opts.text_model = v;
-        } else if (strcmp(a, "--metrics") == 0) {
-            opts.metrics_addr = strcmp(v, "off") == 0 ? "" : v;
-        } else if (strcmp(a, "--drain-grace-ms") == 0) {
-            opts.drain_grace_ms = (int)parse_count(a, v, 600000);
-        } else {
+        } else if (strcmp(a, "--config") != 0 && !apply_option(&opts, a + 2, v, "--")) {
             fprintf(stderr, "driftrec-server: unknown argument '%s'\n", a);
             usage(stderr);
             return 2;
@@ -131,6 +215,7 @@ int main(int argc, char **argv)
     if (dr_server_start(&opts, &srv, &err) != DR_OK) {
         fprintf(stderr, "{\"level\":\"error\",\"msg\":\"cannot start\",\"detail\":\"%s\"}\n",
                 err.msg);
+        cJSON_Delete(config);
         return 1;
     }
     fprintf(stderr,
@@ -143,5 +228,6 @@ int main(int argc, char **argv)
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"draining\",\"signal\":%d}\n", sig);
     dr_server_shutdown(srv);
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopped\"}\n");
+    cJSON_Delete(config);
     return 0;
 }
