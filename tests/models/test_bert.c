@@ -108,16 +108,9 @@ static void compare(const char *label, const struct golden *g, const float *got,
 {
     double worst = 0.0, cos_min = 1.0, cos_sum = 0.0;
     for (size_t s = 0; s < g->n_seqs; s++) {
-        const float *a = got + s * g->dim, *b = g->expected + s * g->dim;
-        double dot = 0, na = 0, nb = 0;
-        for (size_t j = 0; j < g->dim; j++) {
-            double x = a[j], y = b[j];
-            worst = fmax(worst, fabs(x - y));
-            dot += x * y;
-            na += x * x;
-            nb += y * y;
-        }
-        double c = dot / sqrt(na * nb);
+        double row_max, c;
+        dr_test_compare_rows(got + s * g->dim, g->expected + s * g->dim, g->dim, &row_max, &c);
+        worst = fmax(worst, row_max);
         cos_min = fmin(cos_min, c);
         cos_sum += c;
         if (c < min_cos || !(c == c))

@@ -161,16 +161,9 @@ static void compare_golden(const char *label, const struct golden *g, const floa
 {
     double worst = 0, cmin = 1, csum = 0;
     for (size_t u = 0; u < g->n_users; u++) {
-        const float *a = got + u * g->dim, *b = g->expected + u * g->dim;
-        double dot = 0, na = 0, nb = 0;
-        for (size_t j = 0; j < g->dim; j++) {
-            double x = a[j], y = b[j];
-            worst = fmax(worst, fabs(x - y));
-            dot += x * y;
-            na += x * x;
-            nb += y * y;
-        }
-        double c = dot / sqrt(na * nb);
+        double row_max, c;
+        dr_test_compare_rows(got + u * g->dim, g->expected + u * g->dim, g->dim, &row_max, &c);
+        worst = fmax(worst, row_max);
         cmin = fmin(cmin, c);
         csum += c;
         if (!(c >= min_cos))

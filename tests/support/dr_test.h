@@ -9,6 +9,8 @@
 #define DR_TEST_H
 
 #include <inttypes.h>
+#include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +57,22 @@ static inline float dr_test_rand_normal(void)
     for (int i = 0; i < 4; i++)
         s += dr_test_rand_float(-1.0f, 1.0f);
     return s * 0.8660254f;
+}
+
+/* The largest |a[j] - b[j]| and the cosine of two vectors of dim floats, in double. */
+static inline void dr_test_compare_rows(const float *a, const float *b, size_t dim, double *max_abs,
+                                        double *cosine)
+{
+    double worst = 0, dot = 0, na = 0, nb = 0;
+    for (size_t j = 0; j < dim; j++) {
+        double x = a[j], y = b[j];
+        worst = fmax(worst, fabs(x - y));
+        dot += x * y;
+        na += x * x;
+        nb += y * y;
+    }
+    *max_abs = worst;
+    *cosine = dot / sqrt(na * nb);
 }
 
 #define DR_TEST_FAIL(...)                                                                          \
