@@ -154,8 +154,9 @@ def run_score(tool, bundle, events, targets, *args, expect_rc=0):
 def compare_exact(rows, exp, ids, what):
     """C ranks and top-k against the float64 reference, allowing only near-ties."""
     row = {i: r for r, i in enumerate(ids)}
-    n_equal = n_near = 0
+    n_equal = n_near = n_top_equal = 0
     for r in rows:
+        n_top_equal += r["top"] == exp[r["user_id"]][2]
         e_rank, e_cands, e_top, scores, excluded = exp[r["user_id"]]
         check(r["n_candidates"] == e_cands, f"{what} {r['user_id']}: n_candidates "
                                             f"{r['n_candidates']}, expected {e_cands}")
@@ -179,7 +180,8 @@ def compare_exact(rows, exp, ids, what):
             check(got == want or abs(sg - sw) <= 1e-5 * (1.0 + abs(sw)),
                   f"{what} {r['user_id']}: top[{j}] {got} ({sg:.7g}), expected {want} ({sw:.7g})")
     check(n_equal >= 0.95 * len(rows), f"{what}: only {n_equal}/{len(rows)} ranks equal")
-    print(f"{what}: {n_equal}/{len(rows)} ranks equal, {n_near} differ within near-ties")
+    print(f"{what}: {n_equal}/{len(rows)} ranks equal, {n_near} differ within near-ties; "
+          f"{n_top_equal} top lists equal")
 
 
 def rewrite_manifest(d: Path, fn) -> None:
