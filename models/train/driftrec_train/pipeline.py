@@ -38,6 +38,8 @@ from .split import Split, leave_one_out
 
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_RUNS = REPO / "models" / "train" / "out" / "runs"
+RESUMABLE = {"max_epochs", "time_budget_s", "patience", "threads"}
+"""Model options a resumed run may change (to train longer); any other change needs --fresh."""
 
 
 @dataclass
@@ -48,6 +50,7 @@ class RunConfig:
     items: str = ""
     time_unit: str = "auto"                # seconds | steps | auto (steps when ts < 1e8)
     event_types: list = field(default_factory=list)  # keep only these types ([]: all)
+    collapse_funnel: bool = False          # one event per (user, item): see collapse_funnel()
     model: dict = field(default_factory=dict)
     text: dict = field(default_factory=dict)  # {"vectors": .npy} or {"model_dir": text model}
     baselines: list = field(default_factory=lambda: list(baselines.BASELINES))
@@ -121,6 +124,10 @@ def load_data(c: RunConfig, log) -> tuple[train_mod.EventSequences, Optional[lis
         log(f"kept {len(cleaned)} of {n_before} events of types {', '.join(c.event_types)}")
         if not cleaned:
             raise ValueError("no events left after the event_types filter")
+    if c.collapse_funnel:
+        n_before = len(cleaned)
+        cleaned = collapse_funnel(cleaned)
+        log(f"funnel collapsed: {n_before} events -> {len(cleaned)} (one per user and item)")
     unit = c.time_unit
     if unit == "auto":
         unit = "steps" if max(e.ts for e in cleaned) < 10**8 else "seconds"
@@ -131,6 +138,33 @@ def load_data(c: RunConfig, log) -> tuple[train_mod.EventSequences, Optional[lis
     log(f"data: {len(data.seq.user_ids)} users, {data.seq.n_items} items, {data.seq.n_events} events "
         f"(time in {unit}); cleaning: {report.summary()}")
     return data, item_list, {"clean": report.to_json(), "time_unit": unit}
+
+
+def collapse_funnel(events: list) -> list:
+    """One event per (user, item): at the first contact (its ts and row), typed by the strongest
+    action the user took on the item (EVENT_TYPES order), with the longest dwell, the total
+    amount and the last rating. A shop log repeats an item down the funnel (view, click, cart,
+    purchase); without this, "the next item" is mostly an item the user already has open."""
+    rank = {t: i for i, t in enumerate(EVENT_TYPES)}
+    first: dict = {}
+    for e in events:
+        key = (e.user_id, e.item_id)
+        f = first.get(key)
+        if f is None:
+            first[key] = e
+            continue
+        if e.ts < f.ts or (e.ts == f.ts and e.row < f.row):
+            e, f = f, e
+            first[key] = f
+        if rank[e.event_type] > rank[f.event_type]:
+            f.event_type = e.event_type
+        if e.dwell_s is not None:
+            f.dwell_s = max(f.dwell_s or 0.0, e.dwell_s)
+        if e.amount is not None:
+            f.amount = (f.amount or 0.0) + e.amount
+        if e.rating is not None:
+            f.rating = e.rating
+    return sorted(first.values(), key=lambda e: e.row)
 
 
 def text_vectors(c: RunConfig, data: train_mod.EventSequences, items, run: Run) -> Optional[np.ndarray]:
@@ -225,7 +259,7 @@ def c_library_eval(bundle: Path, split: Split, data: train_mod.EventSequences, c
         for u, target in zip(split.users, split.targets):
             n = len(data.seq.seqs[u]) - 1
             uid = data.seq.user_ids[u]
-            for k in range(max(0, n - c.max_events), n):
+            for k in range(n):  # the whole history: the tool replays the last max_events itself
                 raw, present = data.numeric_raw[u][k], data.numeric_present[u][k]
                 obj = {"user_id": uid, "item_id": item_ids[data.seq.seqs[u][k]], "ts": int(data.ts[u][k]),
                        "event_type": EVENT_TYPES[data.types[u][k]],
@@ -278,8 +312,11 @@ def execute(c: RunConfig, run_dir: Path, fresh: bool = False, progress: bool = T
     resume = None
     if ckpt_path.exists():
         resume = torch.load(ckpt_path)
-        if resume.get("config") != tc.to_dict():
-            raise ValueError(f"{ckpt_path} was written with another model config; use --fresh")
+        old, new = resume.get("config", {}), tc.to_dict()
+        changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE)
+        if changed:
+            raise ValueError(f"{ckpt_path} was written with another model config ({', '.join(changed)}); "
+                             f"use --fresh")
 
     def save_ckpt(state: dict) -> None:
         state["config"] = tc.to_dict()
@@ -319,6 +356,8 @@ def execute(c: RunConfig, run_dir: Path, fresh: bool = False, progress: bool = T
     if c.export:
         from . import bundle as bundle_mod
         bdir = run.dir / "bundle"
+        if bdir.exists():  # a rerun exports again
+            shutil.rmtree(bdir)
         preprocessing = preprocessing_constants(tc, res, data_info)
         bundle_mod.write_bundle(
             bdir, name=c.name, interest_model=res.model.interest, item_ids=list(data.seq.item_ids),
