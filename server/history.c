@@ -159,7 +159,7 @@ static int next_seq(MDB_txn *txn, MDB_dbi meta, uint64_t *seq)
 
 enum dr_status dr_history_write(struct dr_history *h, const struct dr_event *events, size_t n,
                                 bool is_impression, size_t *accepted, size_t *duplicates,
-                                struct dr_error *err)
+                                bool *is_stored, struct dr_error *err)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(h->env, NULL, 0, &txn);
@@ -183,6 +183,8 @@ enum dr_status dr_history_write(struct dr_history *h, const struct dr_event *eve
             if (rc == MDB_KEYEXIST) {
                 n_dups++;
                 rc = 0;
+                if (is_stored)
+                    is_stored[i] = false;
                 continue;
             }
             if (rc != 0)
@@ -221,6 +223,8 @@ enum dr_status dr_history_write(struct dr_history *h, const struct dr_event *eve
             }
         }
         free(packed);
+        if (is_stored)
+            is_stored[i] = true;
         seq++;
         n_accepted++;
     }

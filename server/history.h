@@ -63,10 +63,13 @@ unsigned int dr_history_env_flags(const struct dr_history *h);
 
 /* Writes a batch in one durable transaction.  events[i] with a non-empty event_id seen
  * before is skipped (counted in *duplicates, also when repeated inside the batch).  With
- * is_impression the events go to the log only.  On failure nothing of the batch is stored. */
+ * is_impression the events go to the log only.  is_stored (may be NULL): n flags, true where
+ * events[i] was stored, false where it was a duplicate (the state cache steps exactly the
+ * stored ones); its contents are unspecified on failure.  On failure nothing of the batch is
+ * stored. */
 enum dr_status dr_history_write(struct dr_history *h, const struct dr_event *events, size_t n,
                                 bool is_impression, size_t *accepted, size_t *duplicates,
-                                struct dr_error *err);
+                                bool *is_stored, struct dr_error *err);
 
 /* Calls fn for the user's last max_events events, oldest first (max_events 0 = all).
  * packed/len is the stored driftrec.v1.Event, valid only during the call.  Returns the

@@ -4,8 +4,11 @@
  * sigwait(): a handler installed after grpc_init() can miss SIGTERM delivered to one of
  * gRPC's threads.
  */
+#include "bundle.h"
+#include "recommend.h"
 #include "selfcheck.h"
 #include "server.h"
+#include "workpool.h" /* dr_now_ns */
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -39,6 +42,10 @@ static void usage(FILE *out)
                  "DR_METRICS; default 127.0.0.1:9090)\n"
                  "  --text-model DIR     BERT model directory served by Embed (env "
                  "DR_TEXT_MODEL)\n"
+                 "  --model DIR          model bundle served by Recommend and Rank (env DR_MODEL;\n"
+                 "                       docs/bundle.md); a bad bundle stops the start, exit 2\n"
+                 "  --state-cache N      users whose interest state is cached, 0 for none "
+                 "(default 100000)\n"
                  "  --config FILE        a JSON object of these options without the dashes, e.g.\n"
                  "                       {\"listen\": \"0.0.0.0:50051\", \"workers\": 8} (env "
                  "DR_CONFIG)\n"
@@ -66,12 +73,19 @@ static long parse_count(const char *flag, const char *value, long max)
     return v;
 }
 
+/* What the flags, the environment and the config file set: the server's options and the
+ * bundle directory main loads before starting it. */
+struct options {
+    struct dr_server_opts server;
+    const char *model_dir; /* NULL or "": no recommendation model */
+};
+
 /* Applies one option by its flag name without dashes ("listen", "workers", ...).  Numbers
  * are checked here (a bad value exits with a message naming where it came from); strings are
  * borrowed and must outlive the server.  Returns false for an unknown name. */
-static bool apply_option(struct dr_server_opts *opts, const char *name, const char *v,
-                         const char *where)
+static bool apply_option(struct options *o, const char *name, const char *v, const char *where)
 {
+    struct dr_server_opts *opts = &o->server;
     char label[160];
     snprintf(label, sizeof label, "%s%s", where, name);
     if (strcmp(name, "listen") == 0)
@@ -92,6 +106,11 @@ static bool apply_option(struct dr_server_opts *opts, const char *name, const ch
         opts->variant = v;
     else if (strcmp(name, "text-model") == 0)
         opts->text_model = v;
+    else if (strcmp(name, "model") == 0)
+        o->model_dir = v;
+    else if (strcmp(name, "state-cache") == 0)
+        opts->state_cache_users =
+            strcmp(v, "0") == 0 ? 0 : (size_t)parse_count(label, v, 100000000L);
     else if (strcmp(name, "metrics") == 0)
         opts->metrics_addr = strcmp(v, "off") == 0 ? "" : v;
     else if (strcmp(name, "drain-grace-ms") == 0)
@@ -104,7 +123,7 @@ static bool apply_option(struct dr_server_opts *opts, const char *name, const ch
 /* Reads a config file (a JSON object of option names to strings or integers) into opts.
  * Returns the parsed tree, which owns the strings opts now points to (free with cJSON_Delete
  * when the server has stopped); exits with a message on any problem. */
-static cJSON *load_config(const char *path, struct dr_server_opts *opts)
+static cJSON *load_config(const char *path, struct options *opts)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -159,12 +178,31 @@ static cJSON *load_config(const char *path, struct dr_server_opts *opts)
     return root;
 }
 
+/* The bundle --model names, loaded and checked in full before the server binds anything: a
+ * bad one ends the start with exit status 2 and the loader's message, which names the file. */
+static struct dr_bundle *load_bundle(const char *dir)
+{
+    struct dr_bundle *bundle = NULL;
+    struct dr_error err = {0};
+    uint64_t start_ns = dr_now_ns();
+    if (dr_bundle_load(dir, NULL, &bundle, &err) != DR_OK) {
+        fprintf(stderr, "driftrec-server: cannot load the model bundle: %s\n", err.msg);
+        return NULL;
+    }
+    fprintf(stderr,
+            "{\"level\":\"info\",\"msg\":\"model loaded\",\"model\":\"%s\",\"version\":\"%s\","
+            "\"items\":%zu,\"dim\":%zu,\"ms\":%.1f}\n",
+            dr_bundle_name(bundle), dr_bundle_version(bundle), dr_bundle_n_items(bundle),
+            dr_bundle_item_dim(bundle), (double)(dr_now_ns() - start_ns) / 1e6);
+    return bundle;
+}
+
 int main(int argc, char **argv)
 {
-    struct dr_server_opts opts;
-    dr_server_opts_default(&opts);
+    struct options opts = {0};
+    dr_server_opts_default(&opts.server);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    opts.n_workers = ncpu > 0 ? (int)ncpu : 2;
+    opts.server.n_workers = ncpu > 0 ? (int)ncpu : 2;
 
     /* The config file first (flags and environment override it). */
     const char *config_path = getenv("DR_CONFIG");
@@ -175,7 +213,7 @@ int main(int argc, char **argv)
 
     static const char *const env_options[][2] = {
         {"DR_LISTEN", "listen"},   {"DR_HISTORY", "history"},       {"DR_VARIANT", "variant"},
-        {"DR_METRICS", "metrics"}, {"DR_TEXT_MODEL", "text-model"},
+        {"DR_METRICS", "metrics"}, {"DR_TEXT_MODEL", "text-model"}, {"DR_MODEL", "model"},
     };
     for (size_t i = 0; i < sizeof env_options / sizeof env_options[0]; i++)
         if (getenv(env_options[i][0]))
@@ -204,6 +242,16 @@ int main(int argc, char **argv)
         i++;
     }
 
+    struct dr_bundle *bundle = NULL;
+    if (opts.model_dir && opts.model_dir[0]) {
+        bundle = load_bundle(opts.model_dir);
+        if (!bundle) {
+            cJSON_Delete(config);
+            return 2;
+        }
+    }
+    opts.server.bundle = bundle;
+
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGINT);
@@ -212,21 +260,25 @@ int main(int argc, char **argv)
 
     struct dr_server *srv = NULL;
     struct dr_error err = {0};
-    if (dr_server_start(&opts, &srv, &err) != DR_OK) {
+    if (dr_server_start(&opts.server, &srv, &err) != DR_OK) {
         fprintf(stderr, "{\"level\":\"error\",\"msg\":\"cannot start\",\"detail\":\"%s\"}\n",
                 err.msg);
+        dr_bundle_destroy(bundle);
         cJSON_Delete(config);
         return 1;
     }
     fprintf(stderr,
             "{\"level\":\"info\",\"msg\":\"serving\",\"listen\":\"%s\",\"history\":\"%s\","
-            "\"workers\":%d,\"variant\":\"%s\",\"metrics_port\":%d}\n",
-            opts.listen_addr, opts.history_path, opts.n_workers, opts.variant,
-            dr_server_metrics_port(srv));
+            "\"workers\":%d,\"variant\":\"%s\",\"metrics_port\":%d,\"model\":\"%s\","
+            "\"state_cache\":%zu}\n",
+            opts.server.listen_addr, opts.server.history_path, opts.server.n_workers,
+            opts.server.variant, dr_server_metrics_port(srv), bundle ? dr_bundle_name(bundle) : "",
+            bundle ? opts.server.state_cache_users : 0);
     int sig = 0;
     sigwait(&signals, &sig);
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"draining\",\"signal\":%d}\n", sig);
     dr_server_shutdown(srv);
+    dr_bundle_destroy(bundle); /* after the server: its workers read the bundle until then */
     fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopped\"}\n");
     cJSON_Delete(config);
     return 0;

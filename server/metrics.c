@@ -47,6 +47,9 @@ struct dr_metrics {
     char model_name[129], model_version[129];
     atomic_uint_fast64_t requests[DR_METRIC_METHOD_COUNT][DR_METRIC_STATUS_COUNT];
     atomic_uint_fast64_t deadline_drops;
+    atomic_uint_fast64_t skipped[DR_SKIP_COUNT];
+    void (*cache_fn)(void *, struct dr_state_cache_stats *);
+    void *cache_ctx;
     struct histogram hist[DR_HIST_COUNT][DR_METRIC_METHOD_COUNT];
     size_t (*queue_depth_fn)(void *);
     void *queue_depth_ctx;
@@ -115,6 +118,19 @@ void dr_metrics_set_model(struct dr_metrics *m, const char *name, const char *ve
     snprintf(m->model_version, sizeof m->model_version, "%s", version ? version : "");
 }
 
+void dr_metrics_count_skipped(struct dr_metrics *m, enum dr_metric_skip reason, uint64_t n)
+{
+    if (m && n && (unsigned)reason < DR_SKIP_COUNT)
+        atomic_fetch_add_explicit(&m->skipped[reason], n, memory_order_relaxed);
+}
+
+void dr_metrics_set_cache_fn(struct dr_metrics *m,
+                             void (*fn)(void *ctx, struct dr_state_cache_stats *out), void *ctx)
+{
+    m->cache_fn = fn;
+    m->cache_ctx = ctx;
+}
+
 /* A growing text buffer for the exposition. */
 struct text {
     char *buf;
@@ -175,6 +191,46 @@ char *dr_metrics_render(struct dr_metrics *m)
         "their deadline had passed.\n# TYPE driftrec_deadline_dropped_total counter\n"
         "driftrec_deadline_dropped_total %llu\n",
         (unsigned long long)load(&m->deadline_drops));
+    static const char *const skip_reasons[DR_SKIP_COUNT] = {"unknown_item", "unknown_event_type"};
+    put(&t, "# HELP driftrec_skipped_events_total Events left out of a user vector (counted each "
+            "time they are read for one), by reason.\n"
+            "# TYPE driftrec_skipped_events_total counter\n");
+    for (int r = 0; r < DR_SKIP_COUNT; r++)
+        put(&t, "driftrec_skipped_events_total{reason=\"%s\"} %llu\n", skip_reasons[r],
+            (unsigned long long)load(&m->skipped[r]));
+    if (m->cache_fn) {
+        struct dr_state_cache_stats cs;
+        m->cache_fn(m->cache_ctx, &cs);
+        const struct {
+            const char *name, *help;
+            uint64_t value;
+        } counters[] = {
+            {"hits", "Recommend and Rank calls that found the user's state cached", cs.hits},
+            {"misses", "Recommend and Rank calls that replayed the user's history", cs.misses},
+            {"evictions", "Least recently used states dropped to make room", cs.evictions},
+            {"invalidations",
+             "Cached states dropped because an ingested event was older than "
+             "the state (rebuilt from the history on the next call)",
+             cs.invalidations},
+            {"refused",
+             "Replayed states not cached because an Ingest of the same shard ran "
+             "meanwhile",
+             cs.refused},
+        };
+        for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++)
+            put(&t,
+                "# HELP driftrec_state_cache_%s_total %s.\n"
+                "# TYPE driftrec_state_cache_%s_total counter\n"
+                "driftrec_state_cache_%s_total %llu\n",
+                counters[i].name, counters[i].help, counters[i].name, counters[i].name,
+                (unsigned long long)counters[i].value);
+        put(&t,
+            "# HELP driftrec_state_cache_entries Users whose interest state is cached.\n"
+            "# TYPE driftrec_state_cache_entries gauge\ndriftrec_state_cache_entries %zu\n"
+            "# HELP driftrec_state_cache_capacity The most users the cache holds.\n"
+            "# TYPE driftrec_state_cache_capacity gauge\ndriftrec_state_cache_capacity %zu\n",
+            cs.entries, cs.capacity);
+    }
     for (int h = 0; h < DR_HIST_COUNT; h++) {
         put(&t, "# HELP driftrec_%s_seconds %s.\n# TYPE driftrec_%s_seconds histogram\n",
             hist_names[h], hist_help[h], hist_names[h]);

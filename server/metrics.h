@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "base.h"
+#include "state_cache.h"
 
 enum dr_metric_method {
     DR_METRIC_RECOMMEND,
@@ -27,6 +28,13 @@ enum dr_metric_method {
 
 enum dr_metric_hist { DR_HIST_QUEUE, DR_HIST_COMPUTE, DR_HIST_E2E, DR_HIST_COUNT };
 
+/* Why an event was left out of a user vector. */
+enum dr_metric_skip {
+    DR_SKIP_UNKNOWN_ITEM,       /* its item is not in the model's items */
+    DR_SKIP_UNKNOWN_EVENT_TYPE, /* its type is not one of the model's event types */
+    DR_SKIP_COUNT
+};
+
 struct dr_metrics;
 
 /* labels: variant (may be ""), kernel ISA and model version for the info gauges. */
@@ -41,6 +49,10 @@ void dr_metrics_count_deadline_drop(struct dr_metrics *m);
 /* A gauge read at scrape time (e.g. the work queue's depth). */
 void dr_metrics_set_queue_depth_fn(struct dr_metrics *m, size_t (*fn)(void *), void *ctx);
 void dr_metrics_set_model(struct dr_metrics *m, const char *name, const char *version);
+void dr_metrics_count_skipped(struct dr_metrics *m, enum dr_metric_skip reason, uint64_t n);
+/* The user-state cache's counters, read at scrape time through fn(ctx, out). */
+void dr_metrics_set_cache_fn(struct dr_metrics *m,
+                             void (*fn)(void *ctx, struct dr_state_cache_stats *out), void *ctx);
 
 /* Prometheus text exposition of the current values; returns owned (free()). */
 char *dr_metrics_render(struct dr_metrics *m);

@@ -28,12 +28,14 @@
 #include <sys/stat.h>
 
 #include "bert.h"
+#include "bundle.h"
 #include "driftrec.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "history.h"
 #include "kernels.h"
 #include "metrics.h"
 #include "model_file.h"
+#include "recommend.h"
 #include "tokenizer.h"
 #include "validate.h"
 #include "workpool.h"
@@ -79,6 +81,8 @@ struct dr_server {
     struct dr_bert *bert;
     struct dr_tokenizer *tokenizer;
     char model_name[128], model_version[128];
+    /* Recommend and Rank from opts.bundle, with the user-state cache; NULL without a bundle. */
+    struct dr_recommender *rec;
     atomic_bool is_draining;
     char variant[DR_MAX_TAG_BYTES + 1];
 };
@@ -94,6 +98,7 @@ struct call {
     grpc_call_details details; /* generic requests only */
     uint64_t start_ns;
     uint64_t compute_start_ns; /* set when a worker picks the call up; 0 on pollers */
+    uint64_t queued_ns;        /* how long it waited in the work queue */
     /* decoded request: one of these, freed with the call */
     ProtobufCMessage *request;
     /* reply */
@@ -253,8 +258,11 @@ static void handle_ingest(struct call *c)
     }
     size_t accepted = 0, duplicates = 0;
     struct dr_error err = {0};
-    enum dr_status st = dr_history_write(c->srv->history, events, req->n_events, false, &accepted,
-                                         &duplicates, &err);
+    /* With a model, the write also advances the cached states of the users it touches. */
+    enum dr_status st = c->srv->rec ? dr_recommender_ingest(c->srv->rec, events, req->n_events,
+                                                            &accepted, &duplicates, &err)
+                                    : dr_history_write(c->srv->history, events, req->n_events,
+                                                       false, &accepted, &duplicates, NULL, &err);
     free(events);
     if (st != DR_OK) {
         fprintf(stderr, "{\"level\":\"error\",\"msg\":\"ingest failed\",\"detail\":\"%s\"}\n",
@@ -276,24 +284,118 @@ static ProtobufCBinaryData bytes_of(const char *s)
     return b;
 }
 
+static bool bytes_equal(const ProtobufCBinaryData *b, const char *s)
+{
+    return b->len == strlen(s) && memcmp(b->data, s, b->len) == 0;
+}
+
+/* Every loaded model (the bundle is the default), or the one the request names. */
 static void handle_get_model(struct call *c)
 {
     struct dr_server *srv = c->srv;
+    const Driftrec__V1__GetModelRequest *req = (const void *)c->request;
+    bool has_filter = req->has_model && req->model.len > 0;
     Driftrec__V1__GetModelResponse resp = DRIFTREC__V1__GET_MODEL_RESPONSE__INIT;
-    Driftrec__V1__ModelInfo info = DRIFTREC__V1__MODEL_INFO__INIT;
-    Driftrec__V1__ModelInfo *infos[1] = {&info};
-    if (srv->bert) { /* the text encoder is the only model loaded so far */
-        info.has_name = info.has_version = info.has_kernel_isa = 1;
-        info.name = bytes_of(srv->model_name);
-        info.version = bytes_of(srv->model_version);
-        info.kernel_isa = bytes_of(dr_isa_name(dr_kernels_get()->isa));
-        info.has_is_default = info.has_vector_dim = 1;
-        info.is_default = 1;
-        info.vector_dim = (int32_t)dr_bert_output_dim(srv->bert);
-        resp.n_models = 1;
-        resp.models = infos;
+    Driftrec__V1__ModelInfo infos[2];
+    Driftrec__V1__ModelInfo *ptrs[2];
+    const char *isa = dr_isa_name(dr_kernels_get()->isa);
+    size_t n = 0;
+    const struct dr_bundle *b = srv->opts.bundle;
+    if (b && (!has_filter || bytes_equal(&req->model, dr_bundle_name(b)))) {
+        Driftrec__V1__ModelInfo *info = &infos[n];
+        driftrec__v1__model_info__init(info);
+        info->has_name = info->has_version = info->has_kernel_isa = info->has_is_default = 1;
+        info->name = bytes_of(dr_bundle_name(b));
+        info->version = bytes_of(dr_bundle_version(b));
+        info->kernel_isa = bytes_of(isa);
+        info->is_default = 1;
+        info->has_item_count = info->has_vector_dim = 1;
+        size_t n_items = dr_bundle_n_items(b);
+        info->item_count = n_items > INT32_MAX ? INT32_MAX : (int32_t)n_items;
+        info->vector_dim = (int32_t)dr_bundle_item_dim(b);
+        ptrs[n] = info;
+        n++;
     }
+    if (srv->bert && (!has_filter || bytes_equal(&req->model, srv->model_name))) {
+        Driftrec__V1__ModelInfo *info = &infos[n];
+        driftrec__v1__model_info__init(info);
+        info->has_name = info->has_version = info->has_kernel_isa = info->has_is_default = 1;
+        info->name = bytes_of(srv->model_name);
+        info->version = bytes_of(srv->model_version);
+        info->kernel_isa = bytes_of(isa);
+        info->is_default = b == NULL; /* the text encoder is the default only on its own */
+        info->has_vector_dim = 1;
+        info->vector_dim = (int32_t)dr_bert_output_dim(srv->bert);
+        ptrs[n] = info;
+        n++;
+    }
+    if (has_filter && n == 0) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "model \"%.*s\" is not loaded on this instance",
+                 (int)req->model.len, (const char *)req->model.data);
+        reply(c, GRPC_STATUS_NOT_FOUND, msg, NULL);
+        return;
+    }
+    resp.n_models = n;
+    resp.models = n ? ptrs : NULL;
     reply(c, GRPC_STATUS_OK, NULL, &resp.base);
+}
+
+/* decode, queue and compute so far, and the total, from the call's clock readings. */
+static void fill_timings(const struct call *c, Driftrec__V1__StageTimings *t)
+{
+    uint64_t now = dr_now_ns(), submitted = c->compute_start_ns - c->queued_ns;
+    t->has_decode_us = t->has_queue_us = t->has_compute_us = t->has_total_us = 1;
+    t->decode_us = submitted > c->start_ns ? (int64_t)((submitted - c->start_ns) / 1000) : 0;
+    t->queue_us = (int64_t)(c->queued_ns / 1000);
+    t->compute_us = (int64_t)((now - c->compute_start_ns) / 1000);
+    t->total_us = (int64_t)((now - c->start_ns) / 1000);
+}
+
+static void handle_recommend(struct call *c)
+{
+    struct dr_server *srv = c->srv;
+    struct dr_rec_call *scratch = dr_recommender_call_begin(srv->rec);
+    if (!scratch) {
+        reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for this call", NULL);
+        return;
+    }
+    char msg[300];
+    Driftrec__V1__RecommendResponse resp = DRIFTREC__V1__RECOMMEND_RESPONSE__INIT;
+    grpc_status_code code = dr_recommender_recommend(srv->rec, scratch, (const void *)c->request,
+                                                     &resp, msg, sizeof msg);
+    if (code == GRPC_STATUS_OK) {
+        resp.has_variant = srv->variant[0] != '\0';
+        resp.variant = bytes_of(srv->variant);
+        fill_timings(c, resp.timings);
+        reply(c, code, NULL, &resp.base); /* packs before returning: the scratch may go */
+    } else {
+        reply(c, code, msg, NULL);
+    }
+    dr_recommender_call_end(srv->rec, scratch);
+}
+
+static void handle_rank(struct call *c)
+{
+    struct dr_server *srv = c->srv;
+    struct dr_rec_call *scratch = dr_recommender_call_begin(srv->rec);
+    if (!scratch) {
+        reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for this call", NULL);
+        return;
+    }
+    char msg[300];
+    Driftrec__V1__RankResponse resp = DRIFTREC__V1__RANK_RESPONSE__INIT;
+    grpc_status_code code =
+        dr_recommender_rank(srv->rec, scratch, (const void *)c->request, &resp, msg, sizeof msg);
+    if (code == GRPC_STATUS_OK) {
+        resp.has_variant = srv->variant[0] != '\0';
+        resp.variant = bytes_of(srv->variant);
+        fill_timings(c, resp.timings);
+        reply(c, code, NULL, &resp.base);
+    } else {
+        reply(c, code, msg, NULL);
+    }
+    dr_recommender_call_end(srv->rec, scratch);
 }
 
 /* Embed: tokenize each text with the model's vocabulary ([CLS] ... [SEP], cut to the
@@ -358,15 +460,15 @@ done:
     free(vec_ptrs);
 }
 
-/* Recommend and Rank need the recommendation model (interest model + item index), Embed the
- * text model; requests are validated in full first, so a client learns about a malformed
- * request before it learns about the model. */
+/* Recommend and Rank need the recommendation model (--model: a bundle), Embed the text
+ * model; requests are validated in full first, so a client learns about a malformed request
+ * before it learns about the model. */
 static void handle_needs_model(struct call *c)
 {
     reply(c, GRPC_STATUS_FAILED_PRECONDITION,
           c->method == M_EMBED ? "no text model is loaded on this instance (--text-model)"
-                               : "no recommendation model is loaded on this instance (see "
-                                 "GetModel and the health service)",
+                               : "no recommendation model is loaded on this instance (--model "
+                                 "BUNDLE_DIR; see GetModel and the health service)",
           NULL);
 }
 
@@ -376,6 +478,7 @@ static void run_job(void *arg, uint64_t queued_ns)
     struct dr_metrics *metrics = c->srv->metrics;
     enum dr_metric_method mm = (enum dr_metric_method)c->method;
     dr_metrics_observe_ns(metrics, DR_HIST_QUEUE, mm, queued_ns);
+    c->queued_ns = queued_ns;
     if (deadline_passed(c)) { /* dropped before it costs compute */
         dr_metrics_count_deadline_drop(metrics);
         reply(c, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline expired while queued", NULL);
@@ -392,6 +495,18 @@ static void run_job(void *arg, uint64_t queued_ns)
     case M_EMBED:
         if (c->srv->bert)
             handle_embed(c);
+        else
+            handle_needs_model(c);
+        break;
+    case M_RECOMMEND:
+        if (c->srv->rec)
+            handle_recommend(c);
+        else
+            handle_needs_model(c);
+        break;
+    case M_RANK:
+        if (c->srv->rec)
+            handle_rank(c);
         else
             handle_needs_model(c);
         break;
@@ -423,8 +538,11 @@ static void handle_health(struct call *c)
                           ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
                           : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
     } else if (strcmp(service, SERVICE_NAME) == 0) {
-        /* The service is ready only with a model loaded and warm: none is loaded yet. */
-        resp.status = GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
+        /* Ready with a recommendation model loaded and warm (dr_recommender_create ran a
+         * warm-up query before the server started), and not draining. */
+        resp.status = c->srv->rec && !draining
+                          ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+                          : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
     } else {
         reply(c, GRPC_STATUS_NOT_FOUND, "unknown service name", NULL);
         return;
@@ -536,6 +654,7 @@ void dr_server_opts_default(struct dr_server_opts *opts)
         .variant = "",
         .drain_grace_ms = 5000,
         .metrics_addr = "127.0.0.1:9090",
+        .state_cache_users = DR_STATE_CACHE_DEFAULT_USERS,
     };
 }
 
@@ -596,6 +715,11 @@ static enum dr_status load_text_model(struct dr_server *srv, const char *path, s
     return st;
 }
 
+static void cache_stats(void *rec, struct dr_state_cache_stats *out)
+{
+    dr_recommender_cache_stats(rec, out);
+}
+
 enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_server **out,
                                struct dr_error *err)
 {
@@ -604,44 +728,48 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
         return dr_error_set(err, DR_ERR_NOMEM, "server: out of memory");
     srv->opts = *opts;
     snprintf(srv->variant, sizeof srv->variant, "%s", opts->variant ? opts->variant : "");
+    enum dr_status st = DR_OK;
     if (mkdir_p(opts->history_path) != 0) {
-        free(srv);
-        return dr_error_set(err, DR_ERR_IO, "history directory %s: cannot create it",
-                            opts->history_path);
+        st = dr_error_set(err, DR_ERR_IO, "history directory %s: cannot create it",
+                          opts->history_path);
+        goto fail;
     }
     struct dr_history_opts hopts = {.map_size_bytes = opts->history_map_bytes};
-    enum dr_status st = dr_history_open(opts->history_path, &hopts, &srv->history, err);
-    if (st != DR_OK) {
-        free(srv);
-        return st;
-    }
+    st = dr_history_open(opts->history_path, &hopts, &srv->history, err);
+    if (st != DR_OK)
+        goto fail;
     st = dr_workpool_create((size_t)opts->n_workers, opts->queue_capacity, &srv->pool);
     if (st != DR_OK) {
-        dr_history_close(srv->history);
-        free(srv);
-        return dr_error_set(err, st, "work pool: %s", dr_status_str(st));
+        dr_error_set(err, st, "work pool: %s", dr_status_str(st));
+        goto fail;
     }
     st = dr_metrics_create(srv->variant, dr_isa_name(dr_kernels_get()->isa), &srv->metrics);
-    if (st == DR_OK && opts->metrics_addr && opts->metrics_addr[0])
-        st = dr_metrics_listen(srv->metrics, opts->metrics_addr, &srv->metrics_port, err);
     if (st != DR_OK) {
-        dr_metrics_destroy(srv->metrics);
-        dr_workpool_destroy(srv->pool);
-        dr_history_close(srv->history);
-        free(srv);
-        return st;
+        dr_error_set(err, st, "metrics: %s", dr_status_str(st));
+        goto fail;
     }
     dr_metrics_set_queue_depth_fn(srv->metrics, queue_depth, srv->pool);
     if (opts->text_model && opts->text_model[0]) {
         st = load_text_model(srv, opts->text_model, err);
-        if (st != DR_OK) {
-            dr_metrics_destroy(srv->metrics);
-            dr_workpool_destroy(srv->pool);
-            dr_history_close(srv->history);
-            free(srv);
-            return st;
-        }
+        if (st != DR_OK)
+            goto fail;
         dr_metrics_set_model(srv->metrics, srv->model_name, srv->model_version);
+    }
+    if (opts->bundle) {
+        st = dr_recommender_create(opts->bundle, srv->history, srv->metrics,
+                                   opts->state_cache_users, &srv->rec, err);
+        if (st != DR_OK)
+            goto fail;
+        /* The bundle is the default model: the info gauge names it. */
+        dr_metrics_set_model(srv->metrics, dr_bundle_name(opts->bundle),
+                             dr_bundle_version(opts->bundle));
+        dr_metrics_set_cache_fn(srv->metrics, cache_stats, srv->rec);
+    }
+    /* Last of the parts: the HTTP thread reads everything set above on each scrape. */
+    if (opts->metrics_addr && opts->metrics_addr[0]) {
+        st = dr_metrics_listen(srv->metrics, opts->metrics_addr, &srv->metrics_port, err);
+        if (st != DR_OK)
+            goto fail;
     }
 
     grpc_init();
@@ -671,14 +799,9 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
         grpc_completion_queue_shutdown(srv->shutdown_cq);
         grpc_completion_queue_destroy(srv->shutdown_cq);
         grpc_shutdown();
-        dr_tokenizer_destroy(srv->tokenizer);
-        dr_bert_destroy(srv->bert);
-        dr_metrics_destroy(srv->metrics);
-        dr_workpool_destroy(srv->pool);
-        dr_history_close(srv->history);
-        free(srv);
-        return dr_error_set(err, DR_ERR_IO, "cannot listen on %s (in use, or a bad address)",
-                            opts->listen_addr);
+        st = dr_error_set(err, DR_ERR_IO, "cannot listen on %s (in use, or a bad address)",
+                          opts->listen_addr);
+        goto fail;
     }
     grpc_server_start(srv->server);
     for (int m = 0; m <= M_GENERIC; m++)
@@ -691,6 +814,16 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
         pthread_create(&srv->pollers[i], NULL, poller_main, srv);
     *out = srv;
     return DR_OK;
+
+fail:
+    dr_metrics_destroy(srv->metrics); /* first: its HTTP thread reads the recommender's cache */
+    dr_recommender_destroy(srv->rec);
+    dr_tokenizer_destroy(srv->tokenizer);
+    dr_bert_destroy(srv->bert);
+    dr_workpool_destroy(srv->pool);
+    dr_history_close(srv->history);
+    free(srv);
+    return st;
 }
 
 void dr_server_shutdown(struct dr_server *srv)
@@ -717,9 +850,10 @@ void dr_server_shutdown(struct dr_server *srv)
     grpc_completion_queue_shutdown(srv->shutdown_cq);
     grpc_completion_queue_destroy(srv->shutdown_cq);
     grpc_shutdown();
+    dr_metrics_destroy(srv->metrics); /* first: its HTTP thread reads the recommender's cache */
+    dr_recommender_destroy(srv->rec); /* no handler runs any more: the work pool is gone */
     dr_tokenizer_destroy(srv->tokenizer);
     dr_bert_destroy(srv->bert);
-    dr_metrics_destroy(srv->metrics);
     dr_history_close(srv->history);
     free(srv->pollers);
     free(srv);

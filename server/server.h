@@ -7,6 +7,8 @@
 
 #include "base.h"
 
+struct dr_bundle;
+
 struct dr_server_opts {
     const char *listen_addr;  /* "127.0.0.1:50051" */
     const char *history_path; /* LMDB directory (created if missing) */
@@ -19,6 +21,10 @@ struct dr_server_opts {
     int drain_grace_ms;       /* in-flight calls get this long at shutdown */
     const char *metrics_addr; /* Prometheus /metrics on host:port; NULL or "" = off */
     const char *text_model;   /* BERT model directory for Embed; NULL or "" = none */
+    /* The recommendation model for Recommend and Rank (loaded by the caller, which keeps it
+     * until dr_server_shutdown has returned); NULL = none: they answer FAILED_PRECONDITION. */
+    const struct dr_bundle *bundle;
+    size_t state_cache_users; /* users whose interest state is cached; 0 = no cache */
 };
 
 void dr_server_opts_default(struct dr_server_opts *opts);

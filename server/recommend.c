@@ -1,0 +1,953 @@
+/* recommend.c: the serving path of Recommend and Rank (what it computes: recommend.h).
+ *
+ * A call, on one worker with its own struct dr_rec_call:
+ *   1. the user's state: a copy from the cache, or (a miss) a replay of the last max_events
+ *      usable events read from the history store, cached under the ticket of the miss;
+ *   2. the history read (every stored event of the user, oldest first) also collects the
+ *      rows to exclude and the recent window the explanations draw from; a Rank that hits
+ *      the cache and has no inline events reads nothing;
+ *   3. inline events (sorted by ts) step a private copy of the state; one older than the
+ *      state's last event instead replays the window merged with them (not cached);
+ *   4. Recommend: index search for max(k, ef) candidates, exact fp32 re-scoring, the best
+ *      k (ties to the lower row), each explained by the most similar recent history item;
+ *      Rank: exact scores of the known candidates, sorted the same way.
+ * "Usable": the item is one of the bundle's ids and the event type one of its event types;
+ * other events are skipped and counted (driftrec_skipped_events_total), in the replay and in
+ * the cache's steps alike, so a cached state always equals the replay of the same events.
+ * Stored events are unpacked by protobuf-c into the call's arena (no malloc per event).
+ */
+#include "recommend.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "validate.h"
+#include "workpool.h" /* dr_now_ns */
+
+#define DEFAULT_K      10
+#define MAX_SEARCH     4096        /* the index caps k and ef here (ann_search.c) */
+#define ARENA_BYTES    (64 * 1024) /* one unpacked stored event: at most ~17 KiB of fields */
+#define EXPLAIN_BYTES  (48 + DR_MAX_ID_BYTES)
+#define MAX_RESULTS    (DR_MAX_CANDIDATES > MAX_SEARCH ? DR_MAX_CANDIDATES : MAX_SEARCH)
+#define N_PROTO_TYPES  7 /* driftrec.v1.EventType values 0..6 */
+#define FIRST_EXCLUDED 1024
+
+/* One event as the model takes it. */
+struct uevent {
+    int64_t ts;
+    uint32_t row;
+    uint32_t seq;                  /* tie-break among equal ts: arrival order */
+    int32_t type;                  /* the model's event type */
+    int32_t proto_type;            /* driftrec.v1.EventType, for the explanation's verb */
+    float dwell_s, amount, rating; /* dwell and amount clipped; NAN when missing */
+};
+
+enum usability {
+    USABLE,
+    ROW_ONLY,     /* a known item, but an event type the model lacks: excluded, not replayed */
+    UNKNOWN_ITEM, /* nothing to do with it */
+};
+
+struct scored {
+    float score;
+    uint32_t row;
+};
+
+struct dr_recommender {
+    const struct dr_bundle *bundle;
+    const struct dr_interest *model;
+    const struct dr_kernels *kern;
+    struct dr_history *history;
+    struct dr_metrics *metrics;
+    struct dr_state_cache *cache; /* NULL: no cache */
+    size_t dim, n_items, max_events, ef, state_size;
+    float clip_dwell_s, clip_amount;
+    int32_t model_type[N_PROTO_TYPES]; /* driftrec.v1.EventType -> the model's type, or -1 */
+    /* "ingest": one history write at a time, so cached states step in the store's order
+     * (equal timestamps are ordered by the write's sequence number).  Taken before any cache
+     * shard lock.  Guards ingest_ws. */
+    pthread_mutex_t ingest_lock;
+    void *ingest_ws;
+    size_t ingest_ws_size;
+    /* "rec_call_pool": a leaf lock over the free list of call scratch. */
+    pthread_mutex_t pool_lock;
+    struct dr_rec_call *free_calls;
+};
+
+struct dr_rec_call {
+    struct dr_rec_call *next; /* in the pool's free list */
+    void *ws;                 /* interest-model workspace for one user */
+    size_t ws_size;
+    struct dr_ann_searcher *searcher;
+    void *state, *state2; /* state_size bytes each */
+    float *user_vec;      /* dim */
+    unsigned char *arena; /* ARENA_BYTES: protobuf-c unpacks one stored event here */
+    size_t arena_used;
+    /* The history read: the last max_events usable events (a ring), the rows to exclude. */
+    struct uevent *ring;
+    size_t n_seen; /* usable events seen; the ring holds the last min(n_seen, max_events) */
+    uint32_t *exclude;
+    size_t n_exclude, cap_exclude;
+    size_t n_unknown_item, n_unknown_type, n_unreadable;
+    bool is_nomem;
+    /* window: the ring in order, with room for the inline events of a merged replay */
+    struct uevent *window, *inline_ev;
+    size_t n_window, n_inline;
+    struct dr_interest_event *model_ev; /* max_events */
+    /* results */
+    struct scored *results; /* MAX_RESULTS */
+    uint32_t *ids;          /* MAX_RESULTS */
+    float *scores;          /* MAX_RESULTS */
+    uint32_t *sources;      /* explanation sources: distinct recent rows */
+    int32_t *source_types;  /* their latest driftrec.v1.EventType */
+    float *sims;
+    size_t n_sources;
+    Driftrec__V1__ScoredItem *items;
+    Driftrec__V1__ScoredItem **item_ptrs;
+    ProtobufCBinaryData *unknown; /* DR_MAX_CANDIDATES */
+    char *text;                   /* DR_MAX_K explanations of EXPLAIN_BYTES */
+    Driftrec__V1__StageTimings timings;
+};
+
+/* ---- call scratch -------------------------------------------------------------------------- */
+
+static void call_destroy(struct dr_rec_call *c)
+{
+    if (!c)
+        return;
+    dr_aligned_free(c->ws);
+    dr_ann_searcher_destroy(c->searcher);
+    dr_aligned_free(c->state);
+    dr_aligned_free(c->state2);
+    dr_aligned_free(c->user_vec);
+    free(c->arena);
+    free(c->ring);
+    free(c->exclude);
+    free(c->window);
+    free(c->inline_ev);
+    free(c->model_ev);
+    free(c->results);
+    free(c->ids);
+    free(c->scores);
+    free(c->sources);
+    free(c->source_types);
+    free(c->sims);
+    free(c->items);
+    free(c->item_ptrs);
+    free(c->unknown);
+    free(c->text);
+    free(c);
+}
+
+static struct dr_rec_call *call_create(const struct dr_recommender *rec)
+{
+    struct dr_rec_call *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    size_t window_cap = rec->max_events + DR_MAX_EVENTS_PER_REQUEST;
+    size_t n_items_out = DR_MAX_K > DR_MAX_CANDIDATES ? DR_MAX_K : DR_MAX_CANDIDATES;
+    c->ws_size = dr_interest_workspace_size(rec->model, 1);
+    c->ws = dr_aligned_alloc(c->ws_size);
+    c->state = dr_aligned_alloc(rec->state_size);
+    c->state2 = dr_aligned_alloc(rec->state_size);
+    c->user_vec = dr_aligned_alloc(rec->dim * sizeof(float));
+    c->arena = malloc(ARENA_BYTES);
+    c->ring = calloc(rec->max_events, sizeof *c->ring);
+    c->cap_exclude = FIRST_EXCLUDED;
+    c->exclude = malloc(c->cap_exclude * sizeof *c->exclude);
+    c->window = calloc(window_cap, sizeof *c->window);
+    c->inline_ev = calloc(DR_MAX_EVENTS_PER_REQUEST, sizeof *c->inline_ev);
+    c->model_ev = calloc(rec->max_events, sizeof *c->model_ev);
+    c->results = calloc(MAX_RESULTS, sizeof *c->results);
+    c->ids = calloc(MAX_RESULTS, sizeof *c->ids);
+    c->scores = calloc(MAX_RESULTS, sizeof *c->scores);
+    c->sources = calloc(window_cap, sizeof *c->sources);
+    c->source_types = calloc(window_cap, sizeof *c->source_types);
+    c->sims = calloc(window_cap, sizeof *c->sims);
+    c->items = calloc(n_items_out, sizeof *c->items);
+    c->item_ptrs = calloc(n_items_out, sizeof *c->item_ptrs);
+    c->unknown = calloc(DR_MAX_CANDIDATES, sizeof *c->unknown);
+    c->text = malloc((size_t)DR_MAX_K * EXPLAIN_BYTES);
+    if (!c->ws || !c->state || !c->state2 || !c->user_vec || !c->arena || !c->ring || !c->exclude ||
+        !c->window || !c->inline_ev || !c->model_ev || !c->results || !c->ids || !c->scores ||
+        !c->sources || !c->source_types || !c->sims || !c->items || !c->item_ptrs || !c->unknown ||
+        !c->text || dr_ann_searcher_create(dr_bundle_index(rec->bundle), &c->searcher) != DR_OK) {
+        call_destroy(c);
+        return NULL;
+    }
+    return c;
+}
+
+struct dr_rec_call *dr_recommender_call_begin(struct dr_recommender *rec)
+{
+    pthread_mutex_lock(&rec->pool_lock);
+    struct dr_rec_call *c = rec->free_calls;
+    if (c)
+        rec->free_calls = c->next;
+    pthread_mutex_unlock(&rec->pool_lock);
+    return c ? c : call_create(rec); /* the pool grows to the number of workers */
+}
+
+void dr_recommender_call_end(struct dr_recommender *rec, struct dr_rec_call *c)
+{
+    if (!c)
+        return;
+    pthread_mutex_lock(&rec->pool_lock);
+    c->next = rec->free_calls;
+    rec->free_calls = c;
+    pthread_mutex_unlock(&rec->pool_lock);
+}
+
+/* ---- events -------------------------------------------------------------------------------- */
+
+/* Classifies one event and fills *out (always for USABLE; the row also for ROW_ONLY). */
+static enum usability classify(const struct dr_recommender *rec, const char *item, size_t item_len,
+                               int proto_type, int64_t ts, bool has_dwell_s, double dwell_s,
+                               bool has_amount, double amount, bool has_rating, int rating,
+                               struct uevent *out)
+{
+    size_t row = 0;
+    if (!dr_bundle_item_row(rec->bundle, item, item_len, &row))
+        return UNKNOWN_ITEM;
+    int32_t type = proto_type >= 0 && proto_type < N_PROTO_TYPES ? rec->model_type[proto_type] : -1;
+    float dwell = has_dwell_s ? (float)dwell_s : NAN, spent = has_amount ? (float)amount : NAN;
+    *out = (struct uevent){
+        .ts = ts,
+        .row = (uint32_t)row,
+        .type = type,
+        .proto_type = proto_type,
+        /* preprocessing.clip: training clipped these before the log (docs/bundle.md) */
+        .dwell_s = dwell > rec->clip_dwell_s ? rec->clip_dwell_s : dwell,
+        .amount = spent > rec->clip_amount ? rec->clip_amount : spent,
+        .rating = has_rating ? (float)rating : NAN,
+    };
+    return type >= 0 ? USABLE : ROW_ONLY;
+}
+
+static enum usability classify_message(const struct dr_recommender *rec,
+                                       const Driftrec__V1__Event *m, struct uevent *out)
+{
+    return classify(rec, (const char *)m->item_id.data, m->item_id.len,
+                    m->has_event_type ? (int)m->event_type : 0, m->ts, m->has_dwell_s, m->dwell_s,
+                    m->has_amount, m->amount, m->has_rating, m->rating, out);
+}
+
+static void count_skip(struct dr_rec_call *c, enum usability u)
+{
+    if (u == UNKNOWN_ITEM)
+        c->n_unknown_item++;
+    else if (u == ROW_ONLY)
+        c->n_unknown_type++;
+}
+
+static struct dr_interest_event model_event(const struct dr_recommender *rec,
+                                            const struct uevent *e)
+{
+    return (struct dr_interest_event){
+        .item_vec = dr_bundle_item_vector(rec->bundle, e->row),
+        .text_vec = NULL, /* no text encoder runs on the request path: event text is unused */
+        .ts = e->ts,
+        .event_type = e->type,
+        .dwell_s = e->dwell_s,
+        .amount = e->amount,
+        .rating = e->rating,
+    };
+}
+
+static int cmp_uevent(const void *pa, const void *pb)
+{
+    const struct uevent *a = pa, *b = pb;
+    if (a->ts != b->ts)
+        return a->ts < b->ts ? -1 : 1;
+    return a->seq < b->seq ? -1 : a->seq > b->seq;
+}
+
+static bool is_excluded(Driftrec__V1__ExcludeMode mode, int proto_type)
+{
+    return mode == DRIFTREC__V1__EXCLUDE_MODE__EXCLUDE_HISTORY ||
+           (mode == DRIFTREC__V1__EXCLUDE_MODE__EXCLUDE_PURCHASED &&
+            proto_type == DRIFTREC__V1__EVENT_TYPE__PURCHASE);
+}
+
+static void push_exclude(struct dr_rec_call *c, uint32_t row)
+{
+    if (c->n_exclude == c->cap_exclude) {
+        uint32_t *grown = realloc(c->exclude, 2 * c->cap_exclude * sizeof *grown);
+        if (!grown) {
+            c->is_nomem = true;
+            return;
+        }
+        c->exclude = grown;
+        c->cap_exclude *= 2;
+    }
+    c->exclude[c->n_exclude++] = row;
+}
+
+/* protobuf-c allocates one unpacked event from the call's arena, reset per event. */
+static void *arena_alloc(void *data, size_t size)
+{
+    struct dr_rec_call *c = data;
+    size_t at = dr_round_up(c->arena_used, 16);
+    if (at > ARENA_BYTES || size > ARENA_BYTES - at)
+        return NULL;
+    c->arena_used = at + size;
+    return c->arena + at;
+}
+
+static void arena_free(void *data, void *ptr)
+{
+    (void)data;
+    (void)ptr;
+}
+
+struct read_ctx {
+    const struct dr_recommender *rec;
+    struct dr_rec_call *call;
+    Driftrec__V1__ExcludeMode exclude;
+};
+
+static void visit_stored(void *ctx, const uint8_t *packed, size_t len)
+{
+    struct read_ctx *r = ctx;
+    struct dr_rec_call *c = r->call;
+    c->arena_used = 0;
+    ProtobufCAllocator arena = {.alloc = arena_alloc, .free = arena_free, .allocator_data = c};
+    Driftrec__V1__Event *m = driftrec__v1__event__unpack(&arena, len, packed);
+    if (!m) { /* the server wrote it, so this is damage; leave the event out */
+        c->n_unreadable++;
+        return;
+    }
+    struct uevent ev;
+    enum usability u = classify_message(r->rec, m, &ev);
+    count_skip(c, u);
+    if (u == UNKNOWN_ITEM)
+        return;
+    if (is_excluded(r->exclude, ev.proto_type))
+        push_exclude(c, ev.row);
+    if (u == USABLE && r->rec->max_events > 0) {
+        ev.seq = (uint32_t)c->n_seen;
+        c->ring[c->n_seen % r->rec->max_events] = ev;
+        c->n_seen++;
+    }
+}
+
+/* Reads every stored event of the user: the exclusions and the window (the last max_events
+ * usable events, in order, seq 0..n-1). */
+static enum dr_status read_history(const struct dr_recommender *rec, struct dr_rec_call *c,
+                                   const ProtobufCBinaryData *user,
+                                   Driftrec__V1__ExcludeMode exclude)
+{
+    struct read_ctx r = {.rec = rec, .call = c, .exclude = exclude};
+    enum dr_status st = dr_history_read_user(rec->history, (const char *)user->data, user->len, 0,
+                                             visit_stored, &r, NULL);
+    if (st != DR_OK)
+        return st;
+    if (c->is_nomem)
+        return DR_ERR_NOMEM;
+    size_t n = c->n_seen < rec->max_events ? c->n_seen : rec->max_events;
+    size_t first = c->n_seen - n;
+    for (size_t i = 0; i < n; i++) {
+        c->window[i] = c->ring[(first + i) % rec->max_events];
+        c->window[i].seq = (uint32_t)i;
+    }
+    c->n_window = n;
+    return DR_OK;
+}
+
+/* The request's inline events, usable ones sorted by (ts, position); their rows excluded per
+ * the mode.  Unknown ones are counted as skipped at once: they feed this vector. */
+static void take_inline(const struct dr_recommender *rec, struct dr_rec_call *c,
+                        Driftrec__V1__Event *const *events, size_t n,
+                        Driftrec__V1__ExcludeMode exclude)
+{
+    size_t unknown_item = 0, unknown_type = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct uevent ev;
+        enum usability u = classify_message(rec, events[i], &ev);
+        unknown_item += u == UNKNOWN_ITEM;
+        unknown_type += u == ROW_ONLY;
+        if (u == UNKNOWN_ITEM)
+            continue;
+        if (is_excluded(exclude, ev.proto_type))
+            push_exclude(c, ev.row);
+        if (u == USABLE) {
+            ev.seq = (uint32_t)i;
+            c->inline_ev[c->n_inline++] = ev;
+        }
+    }
+    qsort(c->inline_ev, c->n_inline, sizeof *c->inline_ev, cmp_uevent);
+    dr_metrics_count_skipped(rec->metrics, DR_SKIP_UNKNOWN_ITEM, unknown_item);
+    dr_metrics_count_skipped(rec->metrics, DR_SKIP_UNKNOWN_EVENT_TYPE, unknown_type);
+}
+
+/* Replays events[0 .. n) (the last max_events of them) into user_vec; saves the final state
+ * into state unless it is NULL. */
+static enum dr_status replay(const struct dr_recommender *rec, struct dr_rec_call *c,
+                             const struct uevent *events, size_t n, void *state)
+{
+    size_t first = n > rec->max_events ? n - rec->max_events : 0;
+    for (size_t i = first; i < n; i++)
+        c->model_ev[i - first] = model_event(rec, &events[i]);
+    const struct dr_interest_event *evp = c->model_ev;
+    size_t n_ev = n - first;
+    void *states[1] = {state};
+    return dr_interest_run(rec->model, 1, &evp, &n_ev, state ? states : NULL, c->user_vec, rec->dim,
+                           c->ws, c->ws_size);
+}
+
+/* The user's vector into c->user_vec (steps 1-3 of the top comment).  Also leaves the
+ * exclusions and the window in c when the history was read (*is_read). */
+static grpc_status_code user_vector(struct dr_recommender *rec, struct dr_rec_call *c,
+                                    const ProtobufCBinaryData *user,
+                                    Driftrec__V1__Event *const *inline_events, size_t n_inline,
+                                    bool needs_history, Driftrec__V1__ExcludeMode exclude,
+                                    char *msg, size_t msg_size)
+{
+    const char *uid = (const char *)user->data;
+    c->n_seen = c->n_exclude = c->n_window = c->n_inline = 0;
+    c->n_unknown_item = c->n_unknown_type = c->n_unreadable = 0;
+    c->is_nomem = false;
+
+    uint64_t ticket = 0;
+    bool is_hit = rec->cache && dr_state_cache_get(rec->cache, uid, user->len, c->state, &ticket);
+    /* The ticket comes before the read: an Ingest that commits after it keeps this replay
+     * out of the cache (state_cache.h). */
+    if (!is_hit || needs_history || n_inline > 0) {
+        enum dr_status st = read_history(rec, c, user, exclude);
+        if (st != DR_OK) {
+            snprintf(msg, msg_size, "reading the user's history failed: %s", dr_status_str(st));
+            return st == DR_ERR_NOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL;
+        }
+    }
+    if (!is_hit) {
+        if (replay(rec, c, c->window, c->n_window, c->state) != DR_OK) {
+            snprintf(msg, msg_size, "the interest model refused the user's history");
+            return GRPC_STATUS_INTERNAL;
+        }
+        if (rec->cache)
+            dr_state_cache_put(rec->cache, uid, user->len, c->state, ticket);
+        /* Counted where the events feed a vector: here and in the cache's steps. */
+        dr_metrics_count_skipped(rec->metrics, DR_SKIP_UNKNOWN_ITEM, c->n_unknown_item);
+        dr_metrics_count_skipped(rec->metrics, DR_SKIP_UNKNOWN_EVENT_TYPE, c->n_unknown_type);
+    }
+    take_inline(rec, c, inline_events, n_inline, exclude);
+    if (c->is_nomem) {
+        snprintf(msg, msg_size, "out of memory for the user's history");
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    }
+
+    enum dr_status st = DR_OK;
+    if (c->n_inline == 0) {
+        if (is_hit) {
+            const void *states[1] = {c->state};
+            st = dr_interest_user_vectors(rec->model, 1, states, c->user_vec, rec->dim, c->ws,
+                                          c->ws_size);
+        }
+    } else {
+        /* Newer than the state (the usual case): step a copy, O(1) per event. */
+        memcpy(c->state2, c->state, rec->state_size);
+        void *states[1] = {c->state2};
+        for (size_t i = 0; i < c->n_inline && st == DR_OK; i++) {
+            struct dr_interest_event ev = model_event(rec, &c->inline_ev[i]);
+            st = dr_interest_step(rec->model, 1, &ev, states,
+                                  i + 1 == c->n_inline ? c->user_vec : NULL, rec->dim, c->ws,
+                                  c->ws_size);
+        }
+        if (st == DR_ERR_INVALID_ARG) {
+            /* An inline event older than the user's last one: replay the window merged with
+             * the inline events, history first among equal timestamps. */
+            for (size_t i = 0; i < c->n_inline; i++) {
+                c->window[c->n_window + i] = c->inline_ev[i];
+                c->window[c->n_window + i].seq = (uint32_t)(c->n_window + i);
+            }
+            size_t n = c->n_window + c->n_inline;
+            qsort(c->window, n, sizeof *c->window, cmp_uevent);
+            st = replay(rec, c, c->window, n, NULL);
+            /* The merged order now holds the window: the explanation sources read it. */
+            c->n_window = n;
+            c->n_inline = 0;
+        }
+    }
+    if (st != DR_OK) {
+        snprintf(msg, msg_size, "the interest model refused the user's events: %s",
+                 dr_status_str(st));
+        return GRPC_STATUS_INTERNAL;
+    }
+    for (size_t j = 0; j < rec->dim; j++) {
+        if (!isfinite(c->user_vec[j])) {
+            snprintf(msg, msg_size, "the user vector is not finite");
+            return GRPC_STATUS_INTERNAL;
+        }
+    }
+    return GRPC_STATUS_OK;
+}
+
+/* ---- scoring ------------------------------------------------------------------------------- */
+
+/* Best first; equal scores to the lower row ("ties go to the lower id", docs/bundle.md). */
+static int cmp_scored(const void *pa, const void *pb)
+{
+    const struct scored *a = pa, *b = pb;
+    if (a->score != b->score)
+        return a->score > b->score ? -1 : 1;
+    return a->row < b->row ? -1 : a->row > b->row;
+}
+
+static int cmp_row(const void *pa, const void *pb)
+{
+    const struct scored *a = pa, *b = pb;
+    return a->row < b->row ? -1 : a->row > b->row;
+}
+
+/* c->results[0 .. n) get their exact scores (fp32 dot products with the user vector). */
+static void score_exact(const struct dr_recommender *rec, struct dr_rec_call *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        c->ids[i] = c->results[i].row;
+    rec->kern->dot_f32(rec->dim, c->user_vec, dr_bundle_item_vectors(rec->bundle), rec->dim, c->ids,
+                       n, c->scores);
+    for (size_t i = 0; i < n; i++)
+        c->results[i].score = c->scores[i];
+}
+
+static ProtobufCBinaryData bytes_of(const char *s, size_t len)
+{
+    ProtobufCBinaryData b = {.len = len, .data = (uint8_t *)(uintptr_t)s};
+    return b;
+}
+
+static void fill_item(const struct dr_recommender *rec, struct dr_rec_call *c, size_t i)
+{
+    size_t len = 0;
+    const char *id = dr_bundle_item_id(rec->bundle, c->results[i].row, &len);
+    Driftrec__V1__ScoredItem *it = &c->items[i];
+    driftrec__v1__scored_item__init(it);
+    it->has_item_id = it->has_score = 1;
+    it->item_id = bytes_of(id, len);
+    it->score = c->results[i].score;
+    c->item_ptrs[i] = it;
+}
+
+/* The explanation sources: distinct rows of the window and the inline events, each with the
+ * type of its latest event. */
+static void collect_sources(struct dr_rec_call *c)
+{
+    c->n_sources = 0;
+    for (size_t i = 0; i < c->n_window + c->n_inline; i++) {
+        const struct uevent *e = i < c->n_window ? &c->window[i] : &c->inline_ev[i - c->n_window];
+        size_t s = 0;
+        while (s < c->n_sources && c->sources[s] != e->row)
+            s++;
+        if (s == c->n_sources)
+            c->sources[c->n_sources++] = e->row;
+        c->source_types[s] = e->proto_type;
+    }
+}
+
+static const char *verb_of(int proto_type)
+{
+    switch (proto_type) {
+    case DRIFTREC__V1__EVENT_TYPE__IMPRESSION:
+        return "saw";
+    case DRIFTREC__V1__EVENT_TYPE__VIEW:
+        return "viewed";
+    case DRIFTREC__V1__EVENT_TYPE__CLICK:
+        return "clicked";
+    case DRIFTREC__V1__EVENT_TYPE__CART:
+        return "added to your cart";
+    case DRIFTREC__V1__EVENT_TYPE__PURCHASE:
+        return "bought";
+    case DRIFTREC__V1__EVENT_TYPE__REVIEW:
+        return "reviewed";
+    default:
+        return "chose";
+    }
+}
+
+/* Item i's explanation: the source whose item vector has the largest dot product with it
+ * (first on ties).  The bundle has no titles, so the text names the item id. */
+static void explain(const struct dr_recommender *rec, struct dr_rec_call *c, size_t i)
+{
+    if (c->n_sources == 0)
+        return;
+    const float *vectors = dr_bundle_item_vectors(rec->bundle);
+    rec->kern->dot_f32(rec->dim, vectors + (size_t)c->results[i].row * rec->dim, vectors, rec->dim,
+                       c->sources, c->n_sources, c->sims);
+    size_t best = 0;
+    for (size_t s = 1; s < c->n_sources; s++)
+        best = c->sims[s] > c->sims[best] ? s : best;
+    size_t len = 0;
+    const char *id = dr_bundle_item_id(rec->bundle, c->sources[best], &len);
+    char *text = c->text + i * EXPLAIN_BYTES;
+    int n = snprintf(text, EXPLAIN_BYTES, "because you %s %.*s", verb_of(c->source_types[best]),
+                     (int)len, id);
+    Driftrec__V1__ScoredItem *it = &c->items[i];
+    it->has_because_item_id = it->has_explanation = 1;
+    it->because_item_id = bytes_of(id, len);
+    it->explanation = bytes_of(text, n > 0 ? (size_t)n : 0);
+}
+
+/* NOT_FOUND unless the request names no model or this one. */
+static grpc_status_code check_model(const struct dr_recommender *rec, bool has_model,
+                                    const ProtobufCBinaryData *model, char *msg, size_t msg_size)
+{
+    const char *name = dr_bundle_name(rec->bundle);
+    if (!has_model || model->len == 0 ||
+        (model->len == strlen(name) && memcmp(model->data, name, model->len) == 0))
+        return GRPC_STATUS_OK;
+    snprintf(msg, msg_size, "model \"%.*s\" is not loaded (this instance serves \"%s\")",
+             (int)model->len, (const char *)model->data, name);
+    return GRPC_STATUS_NOT_FOUND;
+}
+
+/* The category number the request names: a category name of the bundle or, when the bundle
+ * names none, a decimal number below n_categories. */
+static grpc_status_code find_category(const struct dr_recommender *rec,
+                                      const ProtobufCBinaryData *want, uint32_t *out, char *msg,
+                                      size_t msg_size)
+{
+    const char *model = dr_bundle_name(rec->bundle);
+    if (!dr_bundle_has_categories(rec->bundle)) {
+        snprintf(msg, msg_size, "category: model \"%s\" has no item categories", model);
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+    size_t n = dr_bundle_n_categories(rec->bundle);
+    for (size_t i = 0; i < n; i++) {
+        const char *name = dr_bundle_category_name(rec->bundle, i);
+        char number[24];
+        if (!name) {
+            snprintf(number, sizeof number, "%zu", i);
+            name = number;
+        }
+        if (strlen(name) == want->len && memcmp(name, want->data, want->len) == 0) {
+            *out = (uint32_t)i;
+            return GRPC_STATUS_OK;
+        }
+    }
+    snprintf(msg, msg_size, "category \"%.*s\": not one of model \"%s\"'s %zu categories",
+             (int)want->len, (const char *)want->data, model, n);
+    return GRPC_STATUS_INVALID_ARGUMENT;
+}
+
+/* ---- the calls ------------------------------------------------------------------------------ */
+
+grpc_status_code dr_recommender_recommend(struct dr_recommender *rec, struct dr_rec_call *c,
+                                          const Driftrec__V1__RecommendRequest *req,
+                                          Driftrec__V1__RecommendResponse *resp, char *msg,
+                                          size_t msg_size)
+{
+    grpc_status_code code = check_model(rec, req->has_model, &req->model, msg, msg_size);
+    if (code != GRPC_STATUS_OK)
+        return code;
+    if (req->has_query_text && req->query_text.len > 0) {
+        /* The bundle maps no text into the item space yet (its text projection is not
+         * exported), so there is nothing honest to blend the query with. */
+        snprintf(msg, msg_size,
+                 "query_text: not served yet (model \"%s\" has no query-text "
+                 "path); leave it empty",
+                 dr_bundle_name(rec->bundle));
+        return GRPC_STATUS_UNIMPLEMENTED;
+    }
+    uint32_t category = 0;
+    bool has_category = req->has_category && req->category.len > 0;
+    if (has_category &&
+        (code = find_category(rec, &req->category, &category, msg, msg_size)) != GRPC_STATUS_OK)
+        return code;
+    Driftrec__V1__ExcludeMode exclude =
+        req->has_exclude ? req->exclude : DRIFTREC__V1__EXCLUDE_MODE__EXCLUDE_HISTORY;
+    code = user_vector(rec, c, &req->user_id, req->recent_events, req->n_recent_events, true,
+                       exclude, msg, msg_size);
+    if (code != GRPC_STATUS_OK)
+        return code;
+
+    /* max(k, ef) candidates cost the search nothing more (it keeps ef anyway) and give the
+     * exact re-scoring more to choose the best k from. */
+    uint64_t search_start = dr_now_ns();
+    size_t k = req->has_k ? (size_t)req->k : DEFAULT_K;
+    size_t want = k > rec->ef ? k : rec->ef;
+    want = want < MAX_SEARCH ? want : MAX_SEARCH;
+    struct dr_ann_query_opts q = {
+        .ef = rec->ef,
+        .exclude = c->exclude,
+        .n_exclude = c->n_exclude,
+        .categories = has_category ? &category : NULL,
+        .n_categories = has_category ? 1 : 0,
+    };
+    size_t n_out = 0;
+    if (dr_ann_search(c->searcher, c->user_vec, want, &q, c->ids, NULL, &n_out) != DR_OK) {
+        snprintf(msg, msg_size, "the index refused the query");
+        return GRPC_STATUS_INTERNAL;
+    }
+    for (size_t i = 0; i < n_out; i++)
+        c->results[i] = (struct scored){.row = c->ids[i]};
+    score_exact(rec, c, n_out);
+    qsort(c->results, n_out, sizeof *c->results, cmp_scored);
+    size_t n = n_out < k ? n_out : k;
+    collect_sources(c);
+    for (size_t i = 0; i < n; i++) {
+        fill_item(rec, c, i);
+        explain(rec, c, i);
+    }
+    c->timings = (Driftrec__V1__StageTimings)DRIFTREC__V1__STAGE_TIMINGS__INIT;
+    c->timings.has_search_us = 1;
+    c->timings.search_us = (int64_t)((dr_now_ns() - search_start) / 1000);
+
+    resp->n_items = n;
+    resp->items = c->item_ptrs;
+    resp->has_model = resp->has_model_version = 1;
+    resp->model = bytes_of(dr_bundle_name(rec->bundle), strlen(dr_bundle_name(rec->bundle)));
+    resp->model_version =
+        bytes_of(dr_bundle_version(rec->bundle), strlen(dr_bundle_version(rec->bundle)));
+    if (req->has_request_id) {
+        resp->has_request_id = 1;
+        resp->request_id = req->request_id;
+    }
+    resp->timings = &c->timings;
+    return GRPC_STATUS_OK;
+}
+
+grpc_status_code dr_recommender_rank(struct dr_recommender *rec, struct dr_rec_call *c,
+                                     const Driftrec__V1__RankRequest *req,
+                                     Driftrec__V1__RankResponse *resp, char *msg, size_t msg_size)
+{
+    grpc_status_code code = check_model(rec, req->has_model, &req->model, msg, msg_size);
+    if (code != GRPC_STATUS_OK)
+        return code;
+    code = user_vector(rec, c, &req->user_id, req->recent_events, req->n_recent_events, false,
+                       DRIFTREC__V1__EXCLUDE_MODE__EXCLUDE_NONE, msg, msg_size);
+    if (code != GRPC_STATUS_OK)
+        return code;
+    uint64_t search_start = dr_now_ns();
+    /* Unknown candidates are reported, not fatal: a gateway's candidate list may name items
+     * newer than the model.  A candidate given twice is scored once. */
+    size_t n_known = 0, n_unknown = 0;
+    for (size_t i = 0; i < req->n_candidate_item_ids; i++) {
+        const ProtobufCBinaryData *id = &req->candidate_item_ids[i];
+        size_t row = 0;
+        if (dr_bundle_item_row(rec->bundle, (const char *)id->data, id->len, &row))
+            c->results[n_known++] = (struct scored){.row = (uint32_t)row};
+        else
+            c->unknown[n_unknown++] = *id;
+    }
+    qsort(c->results, n_known, sizeof *c->results, cmp_row);
+    size_t n = 0;
+    for (size_t i = 0; i < n_known; i++) {
+        if (n == 0 || c->results[n - 1].row != c->results[i].row)
+            c->results[n++] = c->results[i];
+    }
+    score_exact(rec, c, n);
+    qsort(c->results, n, sizeof *c->results, cmp_scored);
+    for (size_t i = 0; i < n; i++)
+        fill_item(rec, c, i);
+    c->timings = (Driftrec__V1__StageTimings)DRIFTREC__V1__STAGE_TIMINGS__INIT;
+    c->timings.has_search_us = 1;
+    c->timings.search_us = (int64_t)((dr_now_ns() - search_start) / 1000);
+
+    resp->n_items = n;
+    resp->items = c->item_ptrs;
+    resp->n_unknown_item_ids = n_unknown;
+    resp->unknown_item_ids = c->unknown;
+    resp->has_model = resp->has_model_version = 1;
+    resp->model = bytes_of(dr_bundle_name(rec->bundle), strlen(dr_bundle_name(rec->bundle)));
+    resp->model_version =
+        bytes_of(dr_bundle_version(rec->bundle), strlen(dr_bundle_version(rec->bundle)));
+    resp->timings = &c->timings;
+    return GRPC_STATUS_OK;
+}
+
+/* ---- Ingest and the cache ------------------------------------------------------------------ */
+
+struct ingest_item {
+    const struct dr_event *e;
+    size_t index; /* in the batch: the store's sequence order among equal timestamps */
+};
+
+/* Any total order of user ids will do: it only groups a batch's events by user. */
+static int cmp_ingest_user(const struct dr_event *a, const struct dr_event *b)
+{
+    if (a->user_id_len != b->user_id_len)
+        return a->user_id_len < b->user_id_len ? -1 : 1;
+    return memcmp(a->user_id, b->user_id, a->user_id_len);
+}
+
+static int cmp_ingest(const void *pa, const void *pb)
+{
+    const struct dr_event *a = ((const struct ingest_item *)pa)->e;
+    const struct dr_event *b = ((const struct ingest_item *)pb)->e;
+    int c = cmp_ingest_user(a, b);
+    if (c != 0)
+        return c;
+    if (a->ts != b->ts)
+        return a->ts < b->ts ? -1 : 1;
+    size_t ia = ((const struct ingest_item *)pa)->index,
+           ib = ((const struct ingest_item *)pb)->index;
+    return ia < ib ? -1 : ia > ib;
+}
+
+struct step_ctx {
+    struct dr_recommender *rec;
+    const struct ingest_item *items; /* one user's, in the store's order */
+    size_t n;
+    const bool *is_stored; /* by batch index */
+};
+
+/* Advances a cached state by the user's stored events (dr_state_cache_update_fn).  false
+ * (drop the state) when the model refuses one: an event older than the state's last. */
+static bool step_user(void *ctx, void *state)
+{
+    struct step_ctx *s = ctx;
+    struct dr_recommender *rec = s->rec;
+    uint64_t unknown_item = 0, unknown_type = 0;
+    bool is_ok = true;
+    for (size_t i = 0; i < s->n && is_ok; i++) {
+        const struct dr_event *e = s->items[i].e;
+        if (!s->is_stored[s->items[i].index])
+            continue; /* a duplicate event_id: not applied again */
+        struct uevent ev;
+        enum usability u =
+            classify(rec, e->item_id, e->item_id_len, e->event_type, e->ts, e->has_dwell_s,
+                     e->dwell_s, e->has_amount, e->amount, e->has_rating, e->rating, &ev);
+        unknown_item += u == UNKNOWN_ITEM;
+        unknown_type += u == ROW_ONLY;
+        if (u != USABLE)
+            continue;
+        struct dr_interest_event mev = model_event(rec, &ev);
+        void *states[1] = {state};
+        is_ok = dr_interest_step(rec->model, 1, &mev, states, NULL, 0, rec->ingest_ws,
+                                 rec->ingest_ws_size) == DR_OK;
+    }
+    dr_metrics_count_skipped(rec->metrics, DR_SKIP_UNKNOWN_ITEM, unknown_item);
+    dr_metrics_count_skipped(rec->metrics, DR_SKIP_UNKNOWN_EVENT_TYPE, unknown_type);
+    return is_ok;
+}
+
+enum dr_status dr_recommender_ingest(struct dr_recommender *rec, const struct dr_event *events,
+                                     size_t n, size_t *accepted, size_t *duplicates,
+                                     struct dr_error *err)
+{
+    if (!rec->cache)
+        return dr_history_write(rec->history, events, n, false, accepted, duplicates, NULL, err);
+    struct ingest_item *items = malloc((n ? n : 1) * sizeof *items);
+    bool *is_stored = malloc(n ? n : 1);
+    if (!items || !is_stored) {
+        free(items);
+        free(is_stored);
+        return dr_error_set(err, DR_ERR_NOMEM, "ingest: out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        items[i] = (struct ingest_item){.e = &events[i], .index = i};
+    qsort(items, n, sizeof *items, cmp_ingest);
+
+    pthread_mutex_lock(&rec->ingest_lock);
+    for (size_t i = 0; i < n; i++) {
+        if (i == 0 || cmp_ingest_user(items[i - 1].e, items[i].e) != 0)
+            dr_state_cache_write_begin(rec->cache, items[i].e->user_id, items[i].e->user_id_len);
+    }
+    enum dr_status st =
+        dr_history_write(rec->history, events, n, false, accepted, duplicates, is_stored, err);
+    for (size_t first = 0, end; first < n; first = end) {
+        end = first + 1;
+        while (end < n && cmp_ingest_user(items[first].e, items[end].e) == 0)
+            end++;
+        struct step_ctx ctx = {
+            .rec = rec, .items = items + first, .n = end - first, .is_stored = is_stored};
+        dr_state_cache_write_end(rec->cache, items[first].e->user_id, items[first].e->user_id_len,
+                                 st == DR_OK ? step_user : NULL, &ctx);
+    }
+    pthread_mutex_unlock(&rec->ingest_lock);
+    free(items);
+    free(is_stored);
+    return st;
+}
+
+void dr_recommender_cache_stats(struct dr_recommender *rec, struct dr_state_cache_stats *out)
+{
+    if (rec->cache)
+        dr_state_cache_get_stats(rec->cache, out);
+    else
+        *out = (struct dr_state_cache_stats){0};
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+enum dr_status dr_recommender_create(const struct dr_bundle *bundle, struct dr_history *history,
+                                     struct dr_metrics *metrics, size_t cache_users,
+                                     struct dr_recommender **out, struct dr_error *err)
+{
+    struct dr_recommender *rec = calloc(1, sizeof *rec);
+    if (!rec)
+        return dr_error_set(err, DR_ERR_NOMEM, "recommender: out of memory");
+    rec->bundle = bundle;
+    rec->model = dr_bundle_interest(bundle);
+    rec->kern = dr_kernels_get();
+    rec->history = history;
+    rec->metrics = metrics;
+    rec->dim = dr_bundle_item_dim(bundle);
+    rec->n_items = dr_bundle_n_items(bundle);
+    rec->max_events = dr_interest_max_events(rec->model);
+    rec->ef = dr_bundle_ef_search(bundle);
+    rec->state_size = dr_interest_state_size(rec->model);
+    rec->clip_dwell_s = dr_bundle_clip_dwell_s(bundle);
+    rec->clip_amount = dr_bundle_clip_amount(bundle);
+    /* The proto's types by name ("IMPRESSION" is the bundle's "impression"). */
+    static const char *const names[N_PROTO_TYPES] = {"",     "impression", "view",  "click",
+                                                     "cart", "purchase",   "review"};
+    rec->model_type[0] = -1;
+    for (int t = 1; t < N_PROTO_TYPES; t++) {
+        if (!dr_bundle_event_type(bundle, names[t], &rec->model_type[t]))
+            rec->model_type[t] = -1;
+    }
+    pthread_mutex_init(&rec->ingest_lock, NULL);
+    pthread_mutex_init(&rec->pool_lock, NULL);
+    rec->ingest_ws_size = dr_interest_workspace_size(rec->model, 1);
+    rec->ingest_ws = dr_aligned_alloc(rec->ingest_ws_size);
+    enum dr_status st = rec->ingest_ws ? DR_OK : DR_ERR_NOMEM;
+    if (st == DR_OK && cache_users > 0)
+        st = dr_state_cache_create(cache_users, rec->state_size, &rec->cache);
+    if (st != DR_OK) {
+        dr_recommender_destroy(rec);
+        return dr_error_set(err, st, "recommender: out of memory");
+    }
+
+    /* Warm-up: the empty-history vector and one search, so the first client does not pay
+     * for page faults in the model, the vectors and the index. */
+    struct dr_rec_call *c = dr_recommender_call_begin(rec);
+    if (!c) {
+        dr_recommender_destroy(rec);
+        return dr_error_set(err, DR_ERR_NOMEM, "recommender: out of memory");
+    }
+    dr_interest_state_init(rec->model, c->state);
+    const void *states[1] = {c->state};
+    size_t n_out = 0;
+    st = dr_interest_user_vectors(rec->model, 1, states, c->user_vec, rec->dim, c->ws, c->ws_size);
+    if (st == DR_OK)
+        st = dr_ann_search(c->searcher, c->user_vec, DEFAULT_K,
+                           &(struct dr_ann_query_opts){.ef = rec->ef}, c->ids, NULL, &n_out);
+    dr_recommender_call_end(rec, c);
+    if (st != DR_OK) {
+        dr_recommender_destroy(rec);
+        return dr_error_set(err, st, "recommender: the warm-up query failed: %s",
+                            dr_status_str(st));
+    }
+    *out = rec;
+    return DR_OK;
+}
+
+void dr_recommender_destroy(struct dr_recommender *rec)
+{
+    if (!rec)
+        return;
+    for (struct dr_rec_call *c = rec->free_calls, *next; c; c = next) {
+        next = c->next;
+        call_destroy(c);
+    }
+    dr_state_cache_destroy(rec->cache);
+    dr_aligned_free(rec->ingest_ws);
+    pthread_mutex_destroy(&rec->pool_lock);
+    pthread_mutex_destroy(&rec->ingest_lock);
+    free(rec);
+}

@@ -1,0 +1,73 @@
+/* recommend.h: Recommend and Rank served from a model bundle (docs/api.md says what a client
+ * sees, docs/architecture.md how a call flows).
+ *
+ * A user's vector comes from the bundle's interest model over the user's events: from the
+ * cached state (state_cache.h) when there is one, else by replaying the last max_events
+ * events of the history store whose items and event types the model knows (that state is
+ * then cached).  A request's inline recent_events are applied on top, for that request only.
+ * Recommend searches the bundle's HNSW index with the vector (ef from the bundle; the user's
+ * history excluded by default; an optional category), re-scores the candidates exactly (fp32
+ * dot products) and returns the best k; Rank scores the given candidates exactly.  Ingest
+ * goes through dr_recommender_ingest so that cached states advance with each stored event.
+ *
+ * Threads: any number of workers call Recommend, Rank and Ingest at once, each with its own
+ * struct dr_rec_call (buffers, index searcher, model workspace), taken from and returned to
+ * a pool.  The bundle is read-only; the cache locks per shard; Ingest writes one at a time.
+ */
+#ifndef DR_RECOMMEND_H
+#define DR_RECOMMEND_H
+
+#include <grpc/status.h>
+#include <stddef.h>
+
+#include "bundle.h"
+#include "driftrec.pb-c.h"
+#include "history.h"
+#include "metrics.h"
+#include "state_cache.h"
+
+#define DR_STATE_CACHE_DEFAULT_USERS 100000
+
+struct dr_recommender;
+
+/* bundle, history, metrics (may be NULL): borrowed, they must outlive the recommender.
+ * cache_users: the state cache's capacity in users (0: no cache, every call replays).
+ * Warms up (the empty-history user vector and one index search) before returning.
+ * *out: returns owned (free with dr_recommender_destroy). */
+enum dr_status dr_recommender_create(const struct dr_bundle *bundle, struct dr_history *history,
+                                     struct dr_metrics *metrics, size_t cache_users,
+                                     struct dr_recommender **out, struct dr_error *err);
+void dr_recommender_destroy(struct dr_recommender *rec); /* NULL is a no-op */
+
+/* One call's scratch.  _begin returns one from the pool (NULL: out of memory); _end returns it.
+ * A response filled through a scratch points into it (and into the request and the bundle):
+ * pack the response before _end. */
+struct dr_rec_call;
+struct dr_rec_call *dr_recommender_call_begin(struct dr_recommender *rec);
+void dr_recommender_call_end(struct dr_recommender *rec, struct dr_rec_call *call);
+
+/* The request has passed dr_validate_request.  GRPC_STATUS_OK with resp filled (items, model,
+ * model_version, request_id, timings.search_us; the caller adds the variant and the other
+ * timings), or another status with msg set ("category \"x\": not one of the model's
+ * categories").  Returns a gRPC status rather than a dr_status because the answers include
+ * NOT_FOUND (another model) and UNIMPLEMENTED (query_text), which dr_status has no words for.
+ * req, resp: borrowed. */
+grpc_status_code dr_recommender_recommend(struct dr_recommender *rec, struct dr_rec_call *call,
+                                          const Driftrec__V1__RecommendRequest *req,
+                                          Driftrec__V1__RecommendResponse *resp, char *msg,
+                                          size_t msg_size);
+grpc_status_code dr_recommender_rank(struct dr_recommender *rec, struct dr_rec_call *call,
+                                     const Driftrec__V1__RankRequest *req,
+                                     Driftrec__V1__RankResponse *resp, char *msg, size_t msg_size);
+
+/* dr_history_write (same arguments and results) plus the cache: every stored event of a
+ * cached user advances that user's state (dr_interest_step), in the store's order; an event
+ * older than the state drops it (the next call rebuilds it from the store). */
+enum dr_status dr_recommender_ingest(struct dr_recommender *rec, const struct dr_event *events,
+                                     size_t n, size_t *accepted, size_t *duplicates,
+                                     struct dr_error *err);
+
+/* The cache's counters (all zero, capacity 0, without a cache). */
+void dr_recommender_cache_stats(struct dr_recommender *rec, struct dr_state_cache_stats *out);
+
+#endif /* DR_RECOMMEND_H */
