@@ -144,6 +144,10 @@ class TinyRun(unittest.TestCase):
             "name": "tiny", "events": "data/events.jsonl", "items": "data/items.jsonl",
             "truth": "data/truth.json", "event_types": ["view", "click", "cart", "purchase", "review"],
             "collapse_funnel": True, "export": HAVE_TOOLS, "c_eval": HAVE_TOOLS,
+            "text": {"max_len": 24, "pretrain": {
+                "vocab": "no-such-vocab.txt", "vocab_fallback": "corpus", "do_lower_case": True,
+                "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                "intermediate_size": 64, "max_steps": 20, "batch_size": 32, "minutes": 0.5}},
             "model": {"item_dim": 16, "hidden_size": 24, "max_events": 20, "batch_tokens": 256,
                       "n_negatives": 32, "max_epochs": 3, "time_budget_s": 60}}))
 
@@ -167,6 +171,8 @@ class TinyRun(unittest.TestCase):
         self.assertTrue((run_dir / "report.md").read_text().startswith("# tiny"))
         self.assertTrue((run_dir / "plots" / "training.png").exists())
         self.assertGreater(m["interest_shift"]["users"], 0)
+        self.assertTrue((run_dir / "corpus_vocab.txt").exists())  # no vocabulary given: built
+        self.assertTrue((run_dir / "text" / "manifest.json").exists())
         # a rerun with more epochs resumes after epoch 2 instead of starting over
         p = self.run_cli(self.config, "--run-dir", run_dir, "--no-progress", "--set", "model.max_epochs=3")
         self.assertEqual(p.returncode, 0, p.stderr)
@@ -178,6 +184,7 @@ class TinyRun(unittest.TestCase):
         manifest = json.loads((run_dir / "bundle" / "manifest.json").read_text())
         self.assertEqual(manifest["format"], "driftrec-bundle")
         self.assertEqual(manifest["preprocessing"]["max_events"], 20)
+        self.assertEqual(manifest["text_encoder"], "text")
         exact = m["c_library"]["exact"]
         # int8 C model vs PyTorch fp32 on the same users: tiny differences only
         self.assertLess(abs(exact["paired_vs_fp32"]["NDCG@10"]["mean"]), 0.05)

@@ -137,7 +137,8 @@ def load_data(c: RunConfig, log) -> tuple[train_mod.EventSequences, Optional[lis
         item_list = [items.get(i) for i in data.seq.item_ids]
     log(f"data: {len(data.seq.user_ids)} users, {data.seq.n_items} items, {data.seq.n_events} events "
         f"(time in {unit}); cleaning: {report.summary()}")
-    return data, item_list, {"clean": report.to_json(), "time_unit": unit}
+    texts = [e.text for e in cleaned if e.text]
+    return data, item_list, {"clean": report.to_json(), "time_unit": unit, "texts": texts}
 
 
 def collapse_funnel(events: list) -> list:
@@ -167,11 +168,51 @@ def collapse_funnel(events: list) -> list:
     return sorted(first.values(), key=lambda e: e.row)
 
 
-def text_vectors(c: RunConfig, data: train_mod.EventSequences, items, run: Run) -> Optional[np.ndarray]:
-    t = c.text
+def resolve_data_path(path: str) -> Path:
+    """``shared:REL`` is REL under the shared data folder (DR_DATA_DIR); anything else a path."""
+    if path.startswith("shared:"):
+        return datasets_mod.data_dir() / path[len("shared:"):]
+    return Path(path)
+
+
+def corpus_vocab(texts: list[str], do_lower_case: bool, path: Path, max_words: int = 8000) -> Path:
+    """A WordPiece vocabulary from a corpus, for when no BERT vocabulary is at hand: the special
+    tokens, every character seen (alone and as a ``##`` continuation, so nothing is [UNK])
+    and the most frequent whole words of BERT's basic tokenisation."""
+    from collections import Counter
+
+    from . import tokenizer as tok_mod
+    basic = tok_mod.Tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], do_lower_case)
+    words: Counter = Counter()
+    chars: set = set()
+    for t in texts:
+        for w in basic.basic_tokens(t):
+            words[w] += 1
+            chars.update(w)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    vocab += sorted(chars) + ["##" + ch for ch in sorted(chars)]
+    seen = set(vocab)
+    vocab += [w for w, _ in words.most_common(max_words) if w not in seen and len(w) > 1]
+    path.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    return path
+
+
+def text_vectors(c: RunConfig, data: train_mod.EventSequences, items, events_text: list[str],
+                 run: Run, progress: bool) -> tuple[Optional[np.ndarray], Optional[Path]]:
+    """Item text vectors (n_items x dim, zeros where an item has no text) and the text model
+    directory to ship in the bundle, per the config's "text" section:
+
+    * ``{"vectors": "x.npy"}``: precomputed, rows named by x.ids.txt;
+    * ``{"model_dir": DIR}``: encode the items' text with an existing text model (a
+      pre-trained one, or a Hugging Face checkpoint imported with convert.py);
+    * ``{"pretrain": {"vocab": ..., "do_lower_case": ..., "minutes": 3, ...MlmConfig}}``:
+      pre-train BERT-mini with masked-language modelling on the items' and events' text first.
+    """
+    t = dict(c.text)
     if not t:
-        return None
-    if "vectors" in t:  # .npy aligned to a list of item ids (.ids.txt beside it)
+        return None, None
+    max_len = int(t.pop("max_len", 64))
+    if "vectors" in t:
         vec = np.load(t["vectors"])
         ids = Path(t["vectors"]).with_suffix(".ids.txt").read_text(encoding="utf-8").splitlines()
         index = {i: k for k, i in enumerate(ids)}
@@ -179,19 +220,40 @@ def text_vectors(c: RunConfig, data: train_mod.EventSequences, items, run: Run) 
         for k, item in enumerate(data.seq.item_ids):
             if item in index:
                 out[k] = vec[index[item]]
-        return out
+        return out, None
+    if items is None:
+        raise ValueError("the config has a text section but the data has no item text")
+    texts = [it.text() if it is not None else "" for it in items]
+    from . import export, mlm
     if "model_dir" in t:
-        from . import export, mlm
-        if items is None:
-            raise ValueError("text.model_dir given but the dataset has no item text")
-        enc = export.load_bert(t["model_dir"])
-        manifest = json.loads((Path(t["model_dir"]) / "manifest.json").read_text())
-        vocab = Path(t["model_dir"]) / manifest["vocab"]["file"]
-        texts = [it.text() if it is not None else "" for it in items]
-        run.log(f"encoding {len(texts)} item texts with {t['model_dir']}")
-        return mlm.encode_texts(enc, texts, str(vocab), manifest["vocab"]["do_lower_case"],
-                                int(t.get("max_len", 64)))
-    raise ValueError("text: give 'vectors' or 'model_dir'")
+        model_dir = resolve_data_path(t["model_dir"])
+        enc = export.load_bert(model_dir)
+    elif "pretrain" in t:
+        pt = dict(t["pretrain"])
+        vocab = resolve_data_path(pt.pop("vocab"))
+        dlc = bool(pt.pop("do_lower_case", True))
+        corpus = [x for x in texts + events_text if x.strip()]
+        if not vocab.exists():
+            if pt.pop("vocab_fallback", "") != "corpus":
+                raise FileNotFoundError(f"text.pretrain.vocab: {vocab} not found")
+            run.log(f"{vocab} not found: building a vocabulary from the corpus instead")
+            vocab = corpus_vocab(corpus, dlc, run.dir / "corpus_vocab.txt")
+        pt.pop("vocab_fallback", None)
+        run.log(f"pre-training the text encoder on {len(corpus)} texts ({pt.get('minutes', 3)} min cap)")
+        cfg = mlm.MlmConfig(**{"max_len": max_len, **pt})
+        enc = mlm.pretrain(corpus, vocab, dlc, cfg, run.dir / "text_pretrain", progress=progress, log=run.log)
+        model_dir = run.dir / "text"
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        export.export_bert(enc, model_dir, dtype="int8", name=f"{c.name}-text", vocab=vocab, do_lower_case=dlc)
+        enc = export.load_bert(model_dir)  # encode with the weights the server will have
+    else:
+        raise ValueError("text: give 'vectors', 'model_dir' or 'pretrain'")
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    vocab_file = model_dir / manifest["vocab"]["file"]
+    run.log(f"encoding {len(texts)} item texts with {model_dir.name}")
+    vec = mlm.encode_texts(enc, texts, str(vocab_file), manifest["vocab"]["do_lower_case"], max_len)
+    return vec, model_dir
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -307,7 +369,7 @@ def execute(c: RunConfig, run_dir: Path, fresh: bool = False, progress: bool = T
     data, items, data_info = load_data(c, run.log)
     if data_info["time_unit"] == "steps" and "half_life" not in c.model:
         tc.half_life = 4.0  # events, for order-only data
-    text = text_vectors(c, data, items, run)
+    text, text_dir = text_vectors(c, data, items, data_info["texts"], run, progress)
     ckpt_path = run.dir / "checkpoint.pt"
     resume = None
     if ckpt_path.exists():
@@ -363,9 +425,9 @@ def execute(c: RunConfig, run_dir: Path, fresh: bool = False, progress: bool = T
             bdir, name=c.name, interest_model=res.model.interest, item_ids=list(data.seq.item_ids),
             item_vectors=iv.astype(np.float32), preprocessing=preprocessing,
             training={"run": c.name, "dataset": c.dataset or Path(c.events).name,
-                      "best_epoch": res.best_epoch,
+                      "best_epoch": res.best_epoch, "text": bool(text is not None),
                       "test_ndcg10": metrics["models"]["driftrec"]["NDCG@10"]["mean"]},
-            **category_args(items))
+            text_model_dir=text_dir, **category_args(items))
         run.log(f"exported {bdir}")
         if c.c_eval:
             ce = c_library_eval(bdir, split, eval_data, tc, run, c.ann)
