@@ -8,6 +8,7 @@ set by ctest).
 import json
 import os
 import re
+import shutil
 import urllib.request
 import signal
 import socket
@@ -291,6 +292,8 @@ BAD_REQUESTS = [
     ("unknown method", "NoSuchMethod", b"", "UNIMPLEMENTED", "not implemented"),
     ("valid, but no model", "Recommend", pb.RecommendRequest(user_id="u1", k=10),
      "FAILED_PRECONDITION", "no recommendation model"),
+    ("valid Rank, but no model", "Rank", pb.RankRequest(user_id="u1", candidate_item_ids=["i"]),
+     "FAILED_PRECONDITION", "--model"),
 ]
 
 
@@ -317,6 +320,463 @@ class MalformedRequests(unittest.TestCase):
                 self.assertEqual(self.srv.health(""), health_pb2.HealthCheckResponse.SERVING)
         self.assertEqual(history(self.srv.history_dir, "log"), [])
         self.assertEqual(self.srv.ingest([event(item="ok")]).accepted, 1)
+
+
+# ---- Recommend and Rank from a model bundle ------------------------------------------------
+
+TRAIN_DIR = os.path.join(REPO, "models", "train")
+N_ITEMS, DIM, MAX_EVENTS = 400, 16, 12
+CLIP = {"dwell_s": 300.0, "amount": 500.0}
+CATEGORIES = ["shoes", "tents", "books", "phones"]
+T0 = 1_700_000_000
+# The server runs the int8 interest model; the reference is the fp32 PyTorch model it was
+# exported from.  Measured on this bundle: score differences up to about 0.005 (scores are
+# O(1)); the bound leaves room for other ISAs and seeds.
+INT8_TOL = 0.03
+FLOAT_TOL = 1e-5  # the same model and events on two paths (replay, cached steps)
+
+
+class Bundle:
+    """A small bundle from the training package's writer (docs/bundle.md): a random-init
+    interest model exported as int8, random item vectors, four named categories; and the fp32
+    PyTorch model it came from, the reference for every user vector."""
+
+    def __init__(self, out_dir):
+        if TRAIN_DIR not in sys.path:
+            sys.path.insert(0, TRAIN_DIR)
+        import driftrec_train.runtime  # noqa: F401  (BLAS set-up: before numpy and torch load)
+        import numpy as np
+        import torch
+        from driftrec_train import bundle as bundle_mod, interest
+        self.np, self.torch, self.interest = np, torch, interest
+        torch.set_num_threads(1)
+        config = interest.InterestConfig(item_dim=DIM, hidden_size=32, num_layers=1,
+                                         max_events=MAX_EVENTS, half_life_s=2 * 86400.0)
+        self.model = interest.InterestModel(config)
+        interest.random_init(self.model, torch.Generator().manual_seed(7))
+        self.model.eval()
+        rng = np.random.default_rng(20261128)
+        self.ids = [f"item-{i}" for i in range(N_ITEMS)]
+        self.ids[5] = "caf\u00e9-5"
+        self.vectors = (0.5 * rng.standard_normal((N_ITEMS, DIM))).astype(np.float32)
+        self.categories = np.arange(N_ITEMS, dtype=np.uint32) % len(CATEGORIES)
+        self.row = {i: r for r, i in enumerate(self.ids)}
+        self.path = str(bundle_mod.write_bundle(
+            os.path.join(out_dir, "bundle"), name="e2e-shop", interest_model=self.model,
+            item_ids=self.ids, item_vectors=self.vectors,
+            preprocessing={"clip": CLIP, "time_unit": "seconds"}, training={"run": "e2e"},
+            categories=self.categories, category_names=CATEGORIES, index_threads=1))
+        with open(os.path.join(self.path, "manifest.json")) as f:
+            self.manifest = json.load(f)
+
+    def user_vector(self, events, window=MAX_EVENTS):
+        """PyTorch fp32 over events (pb.Event in the store's order: by ts, then arrival) as
+        the server replays them: unknown items left out, then the last `window` (None: all),
+        dwell_s and amount clipped, no text."""
+        np, I = self.np, self.interest
+        types = self.manifest["event_types"]
+        known = [e for e in events if e.item_id in self.row]
+        if window is not None:
+            known = known[-window:] if window else []
+
+        def opt(e, name, clip=None):
+            if not e.HasField(name):
+                return None
+            v = float(getattr(e, name))
+            return min(v, clip) if clip is not None else v
+
+        ue = I.UserEvents(
+            item_vecs=np.stack([self.vectors[self.row[e.item_id]] for e in known])
+            if known else np.zeros((0, DIM), np.float32),
+            text_vecs=None,
+            event_types=[types.index(pb.EventType.Name(e.event_type).lower()) for e in known],
+            ts=[e.ts for e in known],
+            dwell_s=[opt(e, "dwell_s", CLIP["dwell_s"]) for e in known],
+            amount=[opt(e, "amount", CLIP["amount"]) for e in known],
+            rating=[opt(e, "rating") for e in known])
+        with self.torch.no_grad():
+            return self.model.forward_user(ue).double().numpy()
+
+    def exact_scores(self, uv):
+        return self.vectors.astype(self.np.float64) @ uv
+
+    def exact_top(self, uv, k, excluded=()):
+        s = self.exact_scores(uv)
+        order = sorted((r for r in range(N_ITEMS) if r not in excluded), key=lambda r: (-s[r], r))
+        return [self.ids[r] for r in order[:k]]
+
+
+def store_order(events):
+    """The history store's order: by ts, arrival breaking ties (a stable sort)."""
+    return sorted(events, key=lambda e: e.ts)
+
+
+def random_events(rng, user, n, t0=T0, items=None):
+    """n events of one user in arrival order: random items (one in seven unknown to the
+    model), types, optional dwell (sometimes above the clip), amount and rating, gaps of 0
+    to a day."""
+    out, ts = [], t0
+    for j in range(n):
+        ts += int(rng.choice([0, 30, 400, 7200, 90_000]))
+        item = (items[j] if items else
+                f"item-{int(rng.integers(0, N_ITEMS))}" if rng.random() > 1 / 7
+                else f"new-item-{int(rng.integers(0, 1000))}")
+        e = pb.Event(user_id=user, item_id=item, ts=ts,
+                     event_type=int(rng.choice([pb.IMPRESSION, pb.VIEW, pb.CLICK, pb.CART,
+                                                pb.PURCHASE, pb.REVIEW])))
+        if rng.random() < 0.7:
+            e.dwell_s = float(rng.choice([rng.uniform(0, 200), 5000.0]))
+        if rng.random() < 0.3:
+            e.amount = float(rng.uniform(1, 900))
+        if rng.random() < 0.3:
+            e.rating = int(rng.integers(1, 6))
+        out.append(e)
+    return out
+
+
+def metric(text, name):
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else None
+
+
+class RecommendWithBundle(unittest.TestCase):
+    """Recommend and Rank served from a bundle (--model), checked against PyTorch and numpy;
+    the state cache against replays; the errors a client can cause."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.bundle = Bundle(cls.dir.name)
+        cls.history_dir = cls.dir.name + "/history"
+        cls.srv = Server(cls.history_dir, "--model", cls.bundle.path)
+        cls.stored = {}  # user -> the events acknowledged for it, in arrival order
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.srv.stop() == 0, cls.srv.stderr()
+        cls.dir.cleanup()
+
+    def ingest_for(self, events, srv=None):
+        r = (srv or self.srv).ingest(events)
+        self.assertEqual(r.accepted, len(events))
+        for e in events:
+            self.stored.setdefault(e.user_id, []).append(e)
+
+    def recommend(self, user, srv=None, **kw):
+        return (srv or self.srv).call("/driftrec.v1.Recommender/Recommend",
+                                      pb.RecommendRequest(user_id=user, **kw),
+                                      pb.RecommendResponse, timeout=10)
+
+    def rank(self, user, candidates, **kw):
+        return self.srv.call("/driftrec.v1.Recommender/Rank",
+                             pb.RankRequest(user_id=user, candidate_item_ids=candidates, **kw),
+                             pb.RankResponse, timeout=10)
+
+    def history_rows(self, user, types=None):
+        return {self.bundle.row[e.item_id] for e in self.stored.get(user, [])
+                if e.item_id in self.bundle.row and (types is None or e.event_type in types)}
+
+    def assert_same_ranking(self, a, b, what):
+        self.assertEqual([i.item_id for i in a.items], [i.item_id for i in b.items], what)
+        for x, y in zip(a.items, b.items):
+            self.assertAlmostEqual(x.score, y.score, delta=FLOAT_TOL * (1 + abs(y.score)),
+                                   msg=what)
+
+    def test_model_is_served(self):
+        S = health_pb2.HealthCheckResponse
+        self.assertEqual(self.srv.health("driftrec.v1.Recommender"), S.SERVING)
+        r = self.srv.call("/driftrec.v1.Recommender/GetModel", pb.GetModelRequest(),
+                          pb.GetModelResponse)
+        self.assertEqual(len(r.models), 1)
+        m = r.models[0]
+        self.assertEqual((m.name, m.version, m.is_default, m.item_count, m.vector_dim),
+                         ("e2e-shop", self.bundle.manifest["version"], True, N_ITEMS, DIM))
+        r = self.srv.call("/driftrec.v1.Recommender/GetModel",
+                          pb.GetModelRequest(model="e2e-shop"), pb.GetModelResponse)
+        self.assertEqual([x.name for x in r.models], ["e2e-shop"])
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.srv.call("/driftrec.v1.Recommender/GetModel", pb.GetModelRequest(model="nope"),
+                          pb.GetModelResponse)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
+        self.assertIn(f'model="e2e-shop",model_version="{m.version}"', self.srv.metrics())
+
+    def test_recommend_and_rank_equal_pytorch_and_numpy(self):
+        import numpy as np
+        rng = np.random.default_rng(1)
+        users = [f"match-{u}" for u in range(6)]
+        for u in users:
+            self.ingest_for(random_events(rng, u, int(rng.integers(3, MAX_EVENTS + 1))))
+        overlaps = []
+        worst = 0.0
+        for u in users + ["match-nobody"]:  # the last has no history: the model's empty vector
+            uv = self.bundle.user_vector(store_order(self.stored.get(u, [])))
+            exact = self.bundle.exact_scores(uv)
+            seen = self.history_rows(u)
+            r = self.recommend(u, k=10, request_id=f"req-{u}")
+            ids = [i.item_id for i in r.items]
+            self.assertEqual(len(ids), 10, u)
+            self.assertEqual(len(set(ids)), 10, u)
+            self.assertTrue(all(i in self.bundle.row for i in ids), ids)
+            self.assertFalse({self.bundle.row[i] for i in ids} & seen, f"{u}: a history item")
+            scores = [i.score for i in r.items]
+            self.assertEqual(scores, sorted(scores, reverse=True), u)
+            for it in r.items:
+                diff = abs(it.score - exact[self.bundle.row[it.item_id]])
+                worst = max(worst, diff)
+                self.assertLess(diff, INT8_TOL, f"{u} {it.item_id}")
+            top = self.bundle.exact_top(uv, 10, seen)
+            overlaps.append(len(set(ids) & set(top)) / 10)
+            self.assertEqual((r.model, r.model_version, r.variant, r.request_id),
+                             ("e2e-shop", self.bundle.manifest["version"], "A", f"req-{u}"))
+            self.assertGreaterEqual(r.timings.total_us, r.timings.search_us)
+            if seen:  # explained by an item of the user's history
+                self.assertTrue(all(self.bundle.row.get(i.because_item_id) in seen
+                                    and i.explanation.startswith("because you ")
+                                    for i in r.items), r.items[0])
+
+            # Rank: exact scores of the candidates, best first; unknown ids reported, a
+            # repeated one scored once.  Recommend's own items score the same through Rank.
+            cands = [self.bundle.ids[int(j)] for j in rng.choice(N_ITEMS, 25, replace=False)]
+            cands += ["no-such-item", cands[0]] + ids[:3]
+            rr = self.rank(u, cands)
+            self.assertEqual(list(rr.unknown_item_ids), ["no-such-item"])
+            self.assertEqual(sorted(i.item_id for i in rr.items), sorted(set(cands) - {"no-such-item"}))
+            rs = [i.score for i in rr.items]
+            self.assertEqual(rs, sorted(rs, reverse=True))
+            for it in rr.items:
+                self.assertLess(abs(it.score - exact[self.bundle.row[it.item_id]]), INT8_TOL)
+            ranked = {i.item_id: i.score for i in rr.items}
+            for it in r.items[:3]:
+                self.assertAlmostEqual(ranked[it.item_id], it.score, delta=FLOAT_TOL)
+        print(f"\nRecommend vs PyTorch fp32 + numpy: top-10 overlap {np.mean(overlaps):.3f}, "
+              f"largest score difference {worst:.4f}", file=sys.stderr)
+        self.assertGreaterEqual(np.mean(overlaps), 0.8)
+
+    def test_cached_states_equal_replays(self):
+        import numpy as np
+        rng = np.random.default_rng(2)
+        first, second = random_events(rng, "x", 6), random_events(rng, "x", 3, t0=T0 + 10**6)
+
+        def events_for(user, events):
+            out = []
+            for e in events:
+                c = pb.Event()
+                c.CopyFrom(e)
+                c.user_id = user
+                out.append(c)
+            return out
+
+        text = self.srv.metrics()
+        hits = metric(text, "driftrec_state_cache_hits_total")
+        misses = metric(text, "driftrec_state_cache_misses_total")
+        self.recommend("twin-a")  # cached now, with the empty history
+        self.ingest_for(events_for("twin-a", first))       # steps A's cached state
+        self.ingest_for(events_for("twin-b", first))       # B is not cached: nothing to step
+        a, b = self.recommend("twin-a", k=20), self.recommend("twin-b", k=20)  # hit; replay
+        self.assert_same_ranking(a, b, "stepped state vs replay")
+        self.ingest_for(events_for("twin-a", second))      # both cached now: both stepped
+        self.ingest_for(events_for("twin-b", second))
+        self.ingest_for(events_for("twin-c", first + second))  # C: replayed at its first call
+        a, b, c = (self.recommend(u, k=20) for u in ("twin-a", "twin-b", "twin-c"))
+        self.assert_same_ranking(a, c, "stepped twice vs replay")
+        self.assert_same_ranking(b, c, "replayed then stepped vs replay")
+        text = self.srv.metrics()  # A: miss, hit, hit; B: miss, hit; C: miss
+        self.assertEqual(metric(text, "driftrec_state_cache_hits_total") - hits, 3)
+        self.assertEqual(metric(text, "driftrec_state_cache_misses_total") - misses, 3)
+
+        # An event older than the cached state's last one cannot be stepped: the state is
+        # dropped and rebuilt from the store, where the event sits in time order.
+        invalidated = metric(text, "driftrec_state_cache_invalidations_total")
+        for u in ("twin-a", "twin-c"):
+            self.ingest_for([event(user=u, item="item-3", ts=T0 + 1, etype=pb.CART)])
+        self.assertEqual(metric(self.srv.metrics(), "driftrec_state_cache_invalidations_total"),
+                         invalidated + 2)
+        a, c = self.recommend("twin-a", k=20), self.recommend("twin-c", k=20)
+        self.assert_same_ranking(a, c, "after a late event")
+        uv = self.bundle.user_vector(store_order(self.stored["twin-a"]))
+        top = self.bundle.exact_top(uv, 20, self.history_rows("twin-a"))
+        self.assertGreaterEqual(len(set(top) & {i.item_id for i in a.items}), 14)
+
+        # A restart empties the cache: every user is replayed from the store, same ranking.
+        cls = type(self)
+        self.assertEqual(cls.srv.stop(), 0, cls.srv.stderr())
+        cls.srv = Server(cls.history_dir, "--model", cls.bundle.path)
+        self.assert_same_ranking(a, self.recommend("twin-a", k=20), "before and after a restart")
+        self.assertEqual(metric(self.srv.metrics(), "driftrec_state_cache_misses_total"), 1)
+
+    def test_state_window_semantics(self):
+        # Beyond max_events the two paths differ by design (docs/architecture.md): a replay
+        # takes the last max_events usable events, a cached state has stepped through every
+        # event since it was built.  Each must equal PyTorch over its own events.
+        import numpy as np
+        rng = np.random.default_rng(3)
+        events = random_events(rng, "long-cold", 2 * MAX_EVENTS)
+        self.recommend("long-warm")  # cached from its first (empty) call on
+        self.ingest_for(events)
+        warm = []
+        for e in events:
+            c = pb.Event()
+            c.CopyFrom(e)
+            c.user_id = "long-warm"
+            warm.append(c)
+        self.ingest_for(warm)
+        for user, window in (("long-cold", MAX_EVENTS), ("long-warm", None)):
+            uv = self.bundle.user_vector(store_order(self.stored[user]), window=window)
+            r = self.recommend(user, k=10, exclude=pb.EXCLUDE_NONE)
+            exact = self.bundle.exact_scores(uv)
+            for it in r.items:
+                self.assertLess(abs(it.score - exact[self.bundle.row[it.item_id]]), INT8_TOL,
+                                user)
+            self.assertGreaterEqual(len({i.item_id for i in r.items}
+                                        & set(self.bundle.exact_top(uv, 10))), 7, user)
+
+    def test_inline_events_apply_to_one_request(self):
+        import numpy as np
+        rng = np.random.default_rng(4)
+        stored = random_events(rng, "inline", 5)
+        newer = random_events(rng, "inline", 2, t0=stored[-1].ts + 60)
+        older = random_events(rng, "inline", 1, t0=T0 - 10_000)
+        self.ingest_for(stored)
+        for extra, twin in ((newer, "inline-twin-newer"), (older, "inline-twin-older")):
+            twin_events = []
+            for e in stored + extra:
+                c = pb.Event()
+                c.CopyFrom(e)
+                c.user_id = twin
+                twin_events.append(c)
+            self.ingest_for(twin_events)
+            # Inline events without user_id inherit the request's.
+            inline = []
+            for e in extra:
+                c = pb.Event()
+                c.CopyFrom(e)
+                c.ClearField("user_id")
+                inline.append(c)
+            got = self.recommend("inline", k=15, recent_events=inline)
+            self.assert_same_ranking(got, self.recommend(twin, k=15),
+                                     f"inline vs stored ({twin})")
+        rows = history(self.history_dir, "user", "inline")
+        self.assertEqual(len(rows), len(stored))  # Recommend stores nothing
+
+    def test_exclusion_modes_and_category(self):
+        import numpy as np
+        rng = np.random.default_rng(5)
+        events = random_events(rng, "excl", 10)
+        events[0].event_type = pb.PURCHASE
+        events[0].item_id = "item-7"
+        self.ingest_for(events)
+        seen = self.history_rows("excl")
+        bought = self.history_rows("excl", {pb.PURCHASE})
+        ids = lambda r: {self.bundle.row[i.item_id] for i in r.items}  # noqa: E731
+        # k above the model's item count: every item the mode allows comes back
+        r = self.recommend("excl", k=1000)
+        self.assertEqual(ids(r), set(range(N_ITEMS)) - seen)
+        r = self.recommend("excl", k=1000, exclude=pb.EXCLUDE_PURCHASED)
+        self.assertEqual(ids(r), set(range(N_ITEMS)) - bought)
+        r = self.recommend("excl", k=1000, exclude=pb.EXCLUDE_NONE)
+        self.assertEqual(len(r.items), N_ITEMS)
+        r = self.recommend("excl", k=10, category="tents")
+        self.assertEqual(len(r.items), 10)
+        for i in r.items:
+            row = self.bundle.row[i.item_id]
+            self.assertEqual(self.bundle.categories[row], CATEGORIES.index("tents"))
+            self.assertNotIn(row, seen)
+
+    def test_skipped_events_are_counted(self):
+        before = metric(self.srv.metrics(), 'driftrec_skipped_events_total{reason="unknown_item"}')
+        self.ingest_for([event(user="skipper", item=f"brand-new-{j}", ts=T0 + j)
+                         for j in range(3)] + [event(user="skipper", item="item-1", ts=T0 + 9)])
+        r = self.recommend("skipper", k=5)
+        self.assertEqual(len(r.items), 5)
+        after = metric(self.srv.metrics(), 'driftrec_skipped_events_total{reason="unknown_item"}')
+        self.assertEqual(after - before, 3)
+
+    def test_bad_requests_get_clear_errors(self):
+        R, K = "Recommend", "Rank"
+        cases = [
+            (R, pb.RecommendRequest(user_id="u", k=0), "INVALID_ARGUMENT", "k: 0 is not in 1..1000"),
+            (R, pb.RecommendRequest(user_id="u", k=10**6), "INVALID_ARGUMENT", "k: 1000000"),
+            (R, pb.RecommendRequest(k=3), "INVALID_ARGUMENT", "user_id: required"),
+            (R, pb.RecommendRequest(user_id="u", model="other"), "NOT_FOUND",
+             'model "other" is not loaded (this instance serves "e2e-shop")'),
+            (R, pb.RecommendRequest(user_id="u", category="boats"), "INVALID_ARGUMENT",
+             'category "boats": not one of'),
+            (R, pb.RecommendRequest(user_id="u", query_text="red shoes"), "UNIMPLEMENTED",
+             "query_text"),
+            (R, pb.RecommendRequest(user_id="u", recent_events=[event(user="v")]),
+             "INVALID_ARGUMENT", "differs"),
+            (K, pb.RankRequest(user_id="u"), "INVALID_ARGUMENT", "candidate_item_ids: 0 given"),
+            (K, pb.RankRequest(user_id="u", candidate_item_ids=["item-1", ""]),
+             "INVALID_ARGUMENT", "candidate_item_ids[1]: required"),
+            (K, pb.RankRequest(user_id="u", candidate_item_ids=["item-1"] * 5001),
+             "INVALID_ARGUMENT", "1..5000 allowed"),
+            (K, pb.RankRequest(candidate_item_ids=["item-1"]), "INVALID_ARGUMENT", "user_id"),
+            (K, pb.RankRequest(user_id="u", candidate_item_ids=["item-1"], model="other"),
+             "NOT_FOUND", "not loaded"),
+        ]
+        for method, request, status, text in cases:
+            with self.subTest(f"{method} {status} {text}"):
+                with self.assertRaises(grpc.RpcError) as cm:
+                    self.srv.call(f"/driftrec.v1.Recommender/{method}", request, None)
+                self.assertEqual(cm.exception.code().name, status, cm.exception.details())
+                self.assertIn(text, cm.exception.details())
+        # Only unknown candidates: not an error, they are reported.
+        r = self.rank("u", ["ghost-1", "ghost-2"])
+        self.assertEqual((len(r.items), list(r.unknown_item_ids)), (0, ["ghost-1", "ghost-2"]))
+        self.assertEqual(self.srv.health("driftrec.v1.Recommender"),
+                         health_pb2.HealthCheckResponse.SERVING)
+
+    def test_eviction_keeps_answers(self):
+        with tempfile.TemporaryDirectory() as d:
+            srv = Server(d + "/history", "--model", self.bundle.path, "--state-cache", "1")
+            try:
+                srv.ingest([event(user=u, item=f"item-{j}", ts=T0 + j)
+                            for u in ("ev-1", "ev-2") for j in range(1, 6)])
+                first = self.recommend("ev-1", srv=srv, k=10)
+                self.recommend("ev-2", srv=srv)  # evicts ev-1
+                self.assert_same_ranking(first, self.recommend("ev-1", srv=srv, k=10),
+                                         "before and after an eviction")
+                text = srv.metrics()
+                self.assertEqual(metric(text, "driftrec_state_cache_evictions_total"), 2)
+                self.assertEqual(metric(text, "driftrec_state_cache_entries"), 1)
+                self.assertEqual(metric(text, "driftrec_state_cache_capacity"), 1)
+            finally:
+                self.assertEqual(srv.stop(), 0, srv.stderr())
+
+    def test_bad_bundles_stop_the_start(self):
+        with tempfile.TemporaryDirectory() as d:
+            broken = os.path.join(d, "broken")
+            shutil.copytree(self.bundle.path, broken)
+            with open(os.path.join(broken, "items", "vectors.f32"), "r+b") as f:
+                f.seek(100)
+                byte = f.read(1)
+                f.seek(100)
+                f.write(bytes([byte[0] ^ 1]))
+            config = os.path.join(d, "config.json")
+            with open(config, "w") as f:
+                json.dump({"model": broken}, f)
+            cases = [(["--model", broken], {}, "items/vectors.f32: sha256"),
+                     (["--model", d + "/missing"], {}, d + "/missing"),
+                     (["--config", config], {}, "items/vectors.f32"),
+                     ([], {"DR_MODEL": broken}, "items/vectors.f32")]
+            for args, env, text in cases:
+                with self.subTest(args=args, env=env):
+                    r = subprocess.run([SERVER_BIN, "--history", d + "/history", "--listen",
+                                        f"127.0.0.1:{free_port()}", "--metrics", "off", *args],
+                                       capture_output=True, text=True, timeout=60,
+                                       env={**os.environ, **env})
+                    self.assertEqual(r.returncode, 2, r.stderr)
+                    self.assertIn("cannot load the model bundle", r.stderr)
+                    self.assertIn(text, r.stderr)
+            # The flag beats the environment (flags > environment > file > defaults).
+            os.environ["DR_MODEL"] = broken
+            try:
+                srv = Server(d + "/history", "--model", self.bundle.path)
+            finally:
+                del os.environ["DR_MODEL"]
+            self.assertEqual(srv.health("driftrec.v1.Recommender"),
+                             health_pb2.HealthCheckResponse.SERVING)
+            self.assertEqual(srv.stop(), 0, srv.stderr())
 
 
 class KillDuringIngest(unittest.TestCase):
