@@ -1,12 +1,14 @@
 /* state_cache.c: the sharded LRU of user states (contract and staleness rule in the header).
  *
- * Layout: n_shards (a power of two, at most MAX_SHARDS and at most the capacity) shards, each
- * a mutex, a chained hash table with a fixed bucket array (a power of two >= its capacity,
- * so chains stay short without ever rehashing), a doubly linked LRU list (newest at the
- * head) and the shard's write epoch and open-write count.  An entry is one allocation:
- * header, key bytes, then the state at an 8-byte aligned offset.  The hash is keyed with a
- * per-process seed so clients cannot choose user ids that pile into one chain.  The shard
- * comes from the hash's high bits, the bucket from its low bits.
+ * Layout: n_shards shards (a power of two, at most MAX_SHARDS, each holding at least
+ * MIN_PER_SHARD users unless the whole cache is smaller), each a mutex, a chained hash table
+ * with a fixed bucket array (a power of two >= its capacity, so chains stay short without
+ * ever rehashing), a doubly linked LRU list (newest at the head) and the shard's write epoch
+ * and open-write count.  The LRU is per shard: an approximation of a global one that only
+ * matters when the cache is full.  An entry is one allocation: header, key bytes, then the
+ * state at an 8-byte aligned offset.  The hash is keyed with a per-process seed so clients
+ * cannot choose user ids that pile into one chain.  The shard comes from the hash's high
+ * bits, the bucket from its low bits.
  *
  * Threads: every operation takes exactly one shard's lock (stats: each in turn); no lock is
  * held while calling out, except the update function of dr_state_cache_write_end, which must
@@ -19,7 +21,8 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_SHARDS 64
+#define MAX_SHARDS    64
+#define MIN_PER_SHARD 64 /* users: below 2 * 64 users the cache is one shard */
 
 struct entry {
     struct entry *chain;         /* next in the bucket */
@@ -140,8 +143,10 @@ enum dr_status dr_state_cache_create(size_t capacity, size_t state_size,
         return DR_ERR_NOMEM;
     c->state_size = state_size;
     c->capacity = capacity;
+    /* Enough shards to spread the locks, few enough that each keeps a useful LRU: a small
+     * cache is one shard, an exact LRU. */
     c->n_shards = 1;
-    while (c->n_shards * 2 <= MAX_SHARDS && c->n_shards * 2 <= capacity)
+    while (c->n_shards * 2 <= MAX_SHARDS && c->n_shards * 2 * MIN_PER_SHARD <= capacity)
         c->n_shards *= 2;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
