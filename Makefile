@@ -31,17 +31,26 @@ configure: deps
 build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
-# The self-check, then the server in the foreground (Ctrl-C drains and stops it).
+# The self-check, then the server in the foreground (Ctrl-C drains and stops it), serving the
+# demo model bundle when `make model` has written it; without it Recommend and Rank answer
+# FAILED_PRECONDITION.  The example calls use the bundle's first item id.
+DEMO_BUNDLE ?= models/train/out/runs/demo/bundle
 run: build
 	@$(BUILD_DIR)/server/driftrec-server --self-check
 	@echo
 	@echo "driftrec-server on 127.0.0.1:50051, metrics on http://127.0.0.1:9090/metrics, history in var/history."
-	@echo "Try, from another shell:"
-	@echo "  $(BUILD_DIR)/server/driftrec-cli health"
-	@echo "  $(BUILD_DIR)/server/driftrec-cli ingest --user alice --item boots-1 --type click --dwell 12"
-	@echo "  $(BUILD_DIR)/server/driftrec-history var/history user alice"
+	@if [ -d $(DEMO_BUNDLE) ]; then echo "Model: $(DEMO_BUNDLE)"; \
+	else echo "No model bundle at $(DEMO_BUNDLE): Recommend and Rank need one; 'make model' trains the demo model."; fi
+	@item=$$(head -n 1 $(DEMO_BUNDLE)/items/ids.txt 2>/dev/null || echo boots-1); \
+	echo "Try, from another shell:"; \
+	echo "  $(BUILD_DIR)/server/driftrec-cli health"; \
+	echo "  $(BUILD_DIR)/server/driftrec-cli ingest --user alice --item $$item --type click --dwell 12"; \
+	echo "  $(BUILD_DIR)/server/driftrec-cli recommend --user alice --k 5"; \
+	echo "  $(BUILD_DIR)/server/driftrec-cli rank --user alice $$item"; \
+	echo "  $(BUILD_DIR)/server/driftrec-history var/history user alice"
 	@echo
-	@$(BUILD_DIR)/server/driftrec-server --history var/history
+	@$(BUILD_DIR)/server/driftrec-server --history var/history \
+		$$(if [ -d $(DEMO_BUNDLE) ]; then echo --model $(DEMO_BUNDLE); fi)
 
 test: deps-test
 	@cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS) >/dev/null
