@@ -93,6 +93,8 @@ static cJSON *scored_items(Driftrec__V1__ScoredItem **items, size_t n)
         cJSON_AddNumberToObject(o, "score", items[i]->score);
         if (items[i]->has_explanation)
             add_bytes(o, "explanation", items[i]->explanation);
+        if (items[i]->has_because_item_id)
+            add_bytes(o, "because_item_id", items[i]->because_item_id);
         cJSON_AddItemToArray(arr, o);
     }
     return arr;
@@ -337,6 +339,12 @@ int main(int argc, char **argv)
                 add_bytes(m, "name", r->models[j]->name);
                 add_bytes(m, "version", r->models[j]->version);
                 cJSON_AddBoolToObject(m, "is_default", r->models[j]->is_default);
+                if (r->models[j]->has_item_count)
+                    cJSON_AddNumberToObject(m, "item_count", r->models[j]->item_count);
+                if (r->models[j]->has_vector_dim)
+                    cJSON_AddNumberToObject(m, "vector_dim", r->models[j]->vector_dim);
+                if (r->models[j]->has_kernel_isa)
+                    add_bytes(m, "kernel_isa", r->models[j]->kernel_isa);
                 cJSON_AddItemToArray(models, m);
             }
             print_json(o);

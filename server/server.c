@@ -763,7 +763,8 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
         /* The bundle is the default model: the info gauge names it. */
         dr_metrics_set_model(srv->metrics, dr_bundle_name(opts->bundle),
                              dr_bundle_version(opts->bundle));
-        dr_metrics_set_cache_fn(srv->metrics, cache_stats, srv->rec);
+        if (opts->state_cache_users > 0) /* without a cache, no cache metrics */
+            dr_metrics_set_cache_fn(srv->metrics, cache_stats, srv->rec);
     }
     /* Last of the parts: the HTTP thread reads everything set above on each scrape. */
     if (opts->metrics_addr && opts->metrics_addr[0]) {

@@ -500,6 +500,20 @@ class RecommendWithBundle(unittest.TestCase):
         self.assertEqual(cm.exception.code(), grpc.StatusCode.NOT_FOUND)
         self.assertIn(f'model="e2e-shop",model_version="{m.version}"', self.srv.metrics())
 
+        def cli(*args):
+            r = subprocess.run([CLI_BIN, "--addr", f"127.0.0.1:{self.srv.port}", *args],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return json.loads(r.stdout)
+        got = cli("get-model")["models"][0]
+        self.assertEqual((got["item_count"], got["vector_dim"]), (N_ITEMS, DIM))
+        cli("ingest", "--user", "cli-user", "--item", "item-9", "--type", "click", "--ts", str(T0))
+        got = cli("recommend", "--user", "cli-user", "--k", "3", "--category", "books")
+        self.assertEqual(len(got["items"]), 3)
+        self.assertEqual({i["because_item_id"] for i in got["items"]}, {"item-9"})
+        got = cli("rank", "--user", "cli-user", "item-1", "item-2", "nope")
+        self.assertEqual(got["unknown_item_ids"], ["nope"])
+
     def test_recommend_and_rank_equal_pytorch_and_numpy(self):
         import numpy as np
         rng = np.random.default_rng(1)
@@ -603,6 +617,52 @@ class RecommendWithBundle(unittest.TestCase):
         cls.srv = Server(cls.history_dir, "--model", cls.bundle.path)
         self.assert_same_ranking(a, self.recommend("twin-a", k=20), "before and after a restart")
         self.assertEqual(metric(self.srv.metrics(), "driftrec_state_cache_misses_total"), 1)
+
+    def test_concurrent_ingest_and_recommend(self):
+        # Ingest and Recommend race on the same users; afterwards every user's answer from the
+        # cache equals the answer of a server without a cache over the same store.  (The
+        # ticket rule keeps a replay that raced an Ingest out of the cache.)
+        import numpy as np
+        rng = np.random.default_rng(6)
+        users = [f"race-{u}" for u in range(5)]
+        batches = []
+        for step in range(MAX_EVENTS):  # at most max_events each: replay == cached steps
+            ts = T0 + 1000 * (step // 2)  # pairs of steps share a timestamp
+            batches.append([event(user=u, item=f"item-{int(rng.integers(0, N_ITEMS))}", ts=ts,
+                                  etype=int(rng.choice([pb.VIEW, pb.CLICK, pb.CART])),
+                                  dwell_s=float(rng.uniform(1, 100)))
+                            for u in users if rng.random() < 0.8])
+        done, errors = threading.Event(), []
+
+        def reader(seed):
+            r = np.random.default_rng(seed)
+            while not done.is_set():
+                try:
+                    self.recommend(users[int(r.integers(0, len(users)))], k=5)
+                except grpc.RpcError as e:
+                    errors.append(e)
+                    return
+
+        threads = [threading.Thread(target=reader, args=(i,)) for i in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            for b in batches:
+                if b:
+                    self.ingest_for(b)
+        finally:
+            done.set()
+            for t in threads:
+                t.join(timeout=30)
+        self.assertEqual(errors, [])
+        cold = Server(self.history_dir, "--model", self.bundle.path, "--state-cache", "0")
+        try:
+            for u in users:
+                self.assert_same_ranking(self.recommend(u, k=20),
+                                         self.recommend(u, srv=cold, k=20), u)
+            self.assertNotIn("driftrec_state_cache_hits_total", cold.metrics())
+        finally:
+            self.assertEqual(cold.stop(), 0, cold.stderr())
 
     def test_state_window_semantics(self):
         # Beyond max_events the two paths differ by design (docs/architecture.md): a replay
