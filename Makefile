@@ -2,6 +2,7 @@
 #   make run            build, self-check the kernels, serve on 127.0.0.1:50051
 #   make test           install what is missing, build, run every test
 #   make build          build only
+#   make model          generate the demo shop and train the default model on it (<= 10 min)
 #   make bench-kernels  the kernel micro-benchmark table (build/bench/kernels.json)
 #   make bench-deps     benchmark-only dependencies (peers)
 #   make bench-models   BERT-mini and the interest model vs ONNX Runtime and PyTorch
@@ -14,13 +15,16 @@ CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_FLAGS ?=
 
-.PHONY: all build configure deps deps-test run test test-asan bench-deps bench-kernels \
+.PHONY: all build configure deps deps-train deps-test model run test test-asan bench-deps bench-kernels \
         format check-format clean
 
 all: build
 
 deps:
 	@bash deploy/install-deps.sh build
+
+deps-train:
+	@bash deploy/install-deps.sh build python
 
 deps-test:
 	@bash deploy/install-deps.sh build python test
@@ -51,6 +55,16 @@ run: build
 	@echo
 	@$(BUILD_DIR)/server/driftrec-server --history var/history \
 		$$(if [ -d $(DEMO_BUNDLE) ]; then echo --model $(DEMO_BUNDLE); fi)
+
+# The default demo model: the demo shop's data (models/train/demo_data.py), then BERT-mini
+# pre-training, the interest model, evaluation and export (models/train/configs/demo.json).
+# The bundle lands in models/train/out/runs/demo/bundle, where `make run` looks for it.
+DEMO_RUN := models/train/out/runs/demo
+model: build deps-train
+	@/usr/bin/python3 models/train/demo_data.py --out models/train/out/demo-data --preset demo
+	@DR_BUILD_DIR=$(BUILD_DIR) /usr/bin/python3 models/train/train.py models/train/configs/demo.json \
+		--fresh --run-dir $(DEMO_RUN)
+	@echo "model: report in $(DEMO_RUN)/report.md, bundle in $(DEMO_RUN)/bundle"
 
 test: deps-test
 	@cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS) >/dev/null

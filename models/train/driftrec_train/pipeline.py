@@ -38,7 +38,7 @@ from .split import Split, leave_one_out
 
 REPO = Path(__file__).resolve().parents[3]
 DEFAULT_RUNS = REPO / "models" / "train" / "out" / "runs"
-RESUMABLE = {"max_epochs", "time_budget_s", "patience", "threads"}
+RESUMABLE = {"max_epochs", "time_budget_s", "patience", "threads", "refit"}
 """Model options a resumed run may change (to train longer); any other change needs --fresh."""
 
 
@@ -403,7 +403,8 @@ def execute(c: RunConfig, run_dir: Path, fresh: bool = False, progress: bool = T
         "name": c.name, "dataset": c.dataset or c.events, "time_unit": data_info["time_unit"],
         "users": len(data.seq.user_ids), "items": data.seq.n_items, "events": data.seq.n_events,
         "evaluated_users": int(len(split.targets)), "cold_items": c.cold_items,
-        "ablation": tc.ablation, "train": {"seconds": round(res.train_seconds, 1), "best_epoch": res.best_epoch,
+        "ablation": tc.ablation, "train": {"seconds": round(res.train_seconds + res.refit_seconds, 1),
+                                           "refit_seconds": round(res.refit_seconds, 1), "best_epoch": res.best_epoch,
                                            "stopped": res.stopped, "epochs": [asdict(e) for e in res.epochs]},
         "models": {"driftrec": summarise(per_user), **{n: summarise(r.per_user) for n, r in base.items()}},
         "best_baseline": best_name,

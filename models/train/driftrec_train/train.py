@@ -72,6 +72,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0
     ablation: str = "none"
+    refit: bool = True               # retrain for the best epoch count on train + validation events
 
     def check(self) -> None:
         if self.loss not in LOSSES:
@@ -417,6 +418,7 @@ class TrainResult:
     best_epoch: int = 0
     stopped: str = ""
     train_seconds: float = 0.0
+    refit_seconds: float = 0.0
 
 
 def train(data: EventSequences, c: TrainConfig, text: Optional[np.ndarray] = None,
@@ -482,30 +484,8 @@ def train(data: EventSequences, c: TrainConfig, text: Optional[np.ndarray] = Non
     for epoch in range(start_epoch, c.max_epochs + 1):
         model.train()
         e0 = time.perf_counter()
-        groups = batches_by_length(windows, c.batch_tokens, rng)
-        total, count = 0.0, 0
-        it = evaluate_mod._progress(groups, len(groups), f"epoch {epoch}", progress)
-        out_of_time = False
-        for group in it:
-            b = feat.batch([(w.user, w.lo, w.hi) for w in group])
-            vecs = model.item_vectors()
-            u = model.user_vectors_all(b.items, b.ts, b.types, b.gaps, b.num, b.lengths, vecs)
-            T = b.items.shape[1]
-            pos_mask = torch.arange(T - 1)[None, :] < (b.lengths - 1)[:, None]
-            user = u[:, :-1][pos_mask]
-            pos = b.items[:, 1:][pos_mask]
-            neg = torch.as_tensor(np.searchsorted(q_cdf, rng.random(c.n_negatives) * q_cdf[-1]).clip(
-                0, data.seq.n_items - 1))
-            loss = sampled_loss(user, pos, vecs, neg, log_q, c, data.seq.n_items)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
-            opt.step()
-            total += float(loss) * len(pos)
-            count += len(pos)
-            if time.perf_counter() - t0 > c.time_budget_s:
-                out_of_time = True
-                break
+        total, count, out_of_time = _run_epoch(model, opt, feat, windows, c, rng, q_cdf, log_q,
+                                               t0 + c.time_budget_s, progress, f"epoch {epoch}")
         uv = user_vectors(model, feat, val_slices)
         with torch.no_grad():
             iv = model.item_vectors().numpy()
@@ -541,7 +521,78 @@ def train(data: EventSequences, c: TrainConfig, text: Optional[np.ndarray] = Non
         model.load_state_dict(best_state)
     model.eval()
     result.train_seconds = time.perf_counter() - t0
+    if c.refit and result.best_epoch > 0:
+        log(f"refit: {result.best_epoch} epochs on every event but each user's last")
+        result.model, result.featurizer, secs = refit(data, c, text, result.best_epoch, feat.mean, feat.std,
+                                                      progress, log)
+        result.refit_seconds = secs
     return result
+
+
+def _run_epoch(model: DriftRec, opt, feat: Featurizer, windows: Sequence[Window], c: TrainConfig,
+               rng: np.random.Generator, q_cdf: np.ndarray, log_q: torch.Tensor, deadline: float,
+               progress: bool, desc: str) -> tuple[float, int, bool]:
+    """One pass over the windows; returns (summed loss, positions, stopped by the deadline)."""
+    model.train()
+    groups = batches_by_length(windows, c.batch_tokens, rng)
+    total, count = 0.0, 0
+    n_items = model.n_items
+    for group in evaluate_mod._progress(groups, len(groups), desc, progress):
+        b = feat.batch([(w.user, w.lo, w.hi) for w in group])
+        vecs = model.item_vectors()
+        u = model.user_vectors_all(b.items, b.ts, b.types, b.gaps, b.num, b.lengths, vecs)
+        T = b.items.shape[1]
+        pos_mask = torch.arange(T - 1)[None, :] < (b.lengths - 1)[:, None]
+        user = u[:, :-1][pos_mask]
+        pos = b.items[:, 1:][pos_mask]
+        neg = torch.as_tensor(np.searchsorted(q_cdf, rng.random(c.n_negatives) * q_cdf[-1]).clip(0, n_items - 1))
+        loss = sampled_loss(user, pos, vecs, neg, log_q, c, n_items)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+        opt.step()
+        total += float(loss) * len(pos)
+        count += len(pos)
+        if time.perf_counter() > deadline:
+            return total, count, True
+    return total, count, False
+
+
+def refit(data: EventSequences, c: TrainConfig, text: Optional[np.ndarray], epochs: int,
+          numeric_mean: np.ndarray, numeric_std: np.ndarray, progress: bool,
+          log: Callable[[str], None]) -> tuple[DriftRec, Featurizer, float]:
+    """Train a fresh model (same seed) for ``epochs`` epochs on every event but each user's last
+    one: the data the baselines are fit on for the test target. The epoch count comes from
+    early stopping on the validation target, which this data includes."""
+    torch.manual_seed(c.seed)
+    rng = np.random.default_rng([c.seed, 7])
+    lengths = [max(0, len(s) - 1) for s in data.seq.seqs]
+    known = np.zeros(data.seq.n_items, np.float32)
+    for u, n in enumerate(lengths):
+        known[data.seq.seqs[u][:n]] = 1.0
+    model = DriftRec(data.seq.n_items, c, text=text, known=known)
+    feat = Featurizer(data, c, lengths)
+    feat.mean, feat.std = numeric_mean, numeric_std  # the constants selection trained with
+    with torch.no_grad():
+        model.interest.features.numeric_mean.copy_(torch.as_tensor(feat.mean, dtype=torch.float32))
+        model.interest.features.numeric_std.copy_(torch.as_tensor(feat.std, dtype=torch.float32))
+    opt = torch.optim.Adam(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+    pop = np.zeros(data.seq.n_items)
+    for u, n in enumerate(lengths):
+        np.add.at(pop, data.seq.seqs[u][:n], 1.0)
+    q = sampling_distribution(pop, c.uniform_share)
+    log_q = torch.as_tensor(np.log(q), dtype=torch.float32)
+    windows = training_windows(lengths, c.max_events)
+    t0 = time.perf_counter()
+    for epoch in range(1, epochs + 1):
+        total, count, out_of_time = _run_epoch(model, opt, feat, windows, c, rng, np.cumsum(q), log_q,
+                                               t0 + c.time_budget_s, progress, f"refit {epoch}/{epochs}")
+        log(f"refit epoch {epoch}/{epochs}: loss {total / max(count, 1):.4f}"
+            f"{' (time budget reached)' if out_of_time else ''}")
+        if out_of_time:
+            break
+    model.eval()
+    return model, feat, time.perf_counter() - t0
 
 
 def _drop_cold(data: EventSequences, cold: np.ndarray) -> EventSequences:
