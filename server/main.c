@@ -242,6 +242,14 @@ int main(int argc, char **argv)
         i++;
     }
 
+    /* Blocked before anything may start a thread (the bundle's loader included): a SIGINT
+     * during a long load waits, and the server drains at once after the start. */
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, NULL);
+
     struct dr_bundle *bundle = NULL;
     if (opts.model_dir && opts.model_dir[0]) {
         bundle = load_bundle(opts.model_dir);
@@ -251,12 +259,6 @@ int main(int argc, char **argv)
         }
     }
     opts.server.bundle = bundle;
-
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &signals, NULL);
 
     struct dr_server *srv = NULL;
     struct dr_error err = {0};
