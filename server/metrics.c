@@ -191,7 +191,8 @@ char *dr_metrics_render(struct dr_metrics *m)
         "their deadline had passed.\n# TYPE driftrec_deadline_dropped_total counter\n"
         "driftrec_deadline_dropped_total %llu\n",
         (unsigned long long)load(&m->deadline_drops));
-    static const char *const skip_reasons[DR_SKIP_COUNT] = {"unknown_item", "unknown_event_type"};
+    static const char *const skip_reasons[DR_SKIP_COUNT] = {"unknown_item", "unknown_event_type",
+                                                            "unreadable"};
     put(&t, "# HELP driftrec_skipped_events_total Events left out of a user vector (counted each "
             "time they are read for one), by reason.\n"
             "# TYPE driftrec_skipped_events_total counter\n");

@@ -32,6 +32,7 @@ enum dr_metric_hist { DR_HIST_QUEUE, DR_HIST_COMPUTE, DR_HIST_E2E, DR_HIST_COUNT
 enum dr_metric_skip {
     DR_SKIP_UNKNOWN_ITEM,       /* its item is not in the model's items */
     DR_SKIP_UNKNOWN_EVENT_TYPE, /* its type is not one of the model's event types */
+    DR_SKIP_UNREADABLE,         /* the stored record does not decode (damage) */
     DR_SKIP_COUNT
 };
 

@@ -400,7 +400,8 @@ static enum dr_status replay(const struct dr_recommender *rec, struct dr_rec_cal
 }
 
 /* The user's vector into c->user_vec (steps 1-3 of the top comment).  Also leaves the
- * exclusions and the window in c when the history was read (*is_read). */
+ * exclusions and the window in c when the history was read (always, except for a cached
+ * user when needs_history is false and there are no inline events). */
 static grpc_status_code user_vector(struct dr_recommender *rec, struct dr_rec_call *c,
                                     const ProtobufCBinaryData *user,
                                     Driftrec__V1__Event *const *inline_events, size_t n_inline,
@@ -434,6 +435,7 @@ static grpc_status_code user_vector(struct dr_recommender *rec, struct dr_rec_ca
         dr_metrics_count_skipped(rec->metrics, DR_SKIP_UNKNOWN_ITEM, c->n_unknown_item);
         dr_metrics_count_skipped(rec->metrics, DR_SKIP_UNKNOWN_EVENT_TYPE, c->n_unknown_type);
     }
+    dr_metrics_count_skipped(rec->metrics, DR_SKIP_UNREADABLE, c->n_unreadable);
     take_inline(rec, c, inline_events, n_inline, exclude);
     if (c->is_nomem) {
         snprintf(msg, msg_size, "out of memory for the user's history");
