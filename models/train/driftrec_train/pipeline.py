@@ -73,6 +73,16 @@ class RunConfig:
         for key in ("events", "items", "truth"):
             if raw.get(key):
                 raw[key] = str((base / raw[key]).resolve()) if not os.path.isabs(raw[key]) else raw[key]
+        text = raw.get("text")
+        if isinstance(text, dict):  # paths in the text section are relative to the config too
+            for key in ("model_dir", "vectors"):
+                if isinstance(text.get(key), str) and not text[key].startswith("shared:") \
+                        and not os.path.isabs(text[key]):
+                    text[key] = str((base / text[key]).resolve())
+            pre = text.get("pretrain")
+            if isinstance(pre, dict) and isinstance(pre.get("vocab"), str) \
+                    and not pre["vocab"].startswith("shared:") and not os.path.isabs(pre["vocab"]):
+                pre["vocab"] = str((base / pre["vocab"]).resolve())
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(raw) - known)
         if unknown:
