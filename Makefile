@@ -36,10 +36,14 @@ build: configure
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
 # The self-check, then the server in the foreground (Ctrl-C drains and stops it), serving the
-# demo model bundle when `make model` has written it; without it Recommend and Rank answer
-# FAILED_PRECONDITION.  The example calls use the bundle's first item id.
-DEMO_BUNDLE ?= models/train/out/runs/demo/bundle
+# demo model bundle (trained first by `make model` when absent; with DEMO_BUNDLE pointing
+# elsewhere and missing, Recommend and Rank answer FAILED_PRECONDITION).  The example calls
+# use the bundle's first item id.
+DEMO_RUN := models/train/out/runs/demo
+DEMO_BUNDLE ?= $(DEMO_RUN)/bundle
 run: build
+	@if [ ! -f $(DEMO_BUNDLE)/manifest.json ] && [ "$(DEMO_BUNDLE)" = "$(DEMO_RUN)/bundle" ]; then \
+		echo "No demo model yet: training it first (make model)."; $(MAKE) model; fi
 	@$(BUILD_DIR)/server/driftrec-server --self-check
 	@echo
 	@echo "driftrec-server on 127.0.0.1:50051, metrics on http://127.0.0.1:9090/metrics, history in var/history."
@@ -59,7 +63,6 @@ run: build
 # The default demo model: the demo shop's data (models/train/demo_data.py), then BERT-mini
 # pre-training, the interest model, evaluation and export (models/train/configs/demo.json).
 # The bundle lands in models/train/out/runs/demo/bundle, where `make run` looks for it.
-DEMO_RUN := models/train/out/runs/demo
 model: build deps-train
 	@/usr/bin/python3 models/train/demo_data.py --out models/train/out/demo-data --preset demo
 	@DR_BUILD_DIR=$(BUILD_DIR) /usr/bin/python3 models/train/train.py models/train/configs/demo.json \
