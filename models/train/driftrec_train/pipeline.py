@@ -432,6 +432,14 @@ def execute(c: RunConfig, run_dir: Path, fresh: bool = False, progress: bool = T
         if bdir.exists():  # a rerun exports again
             shutil.rmtree(bdir)
         preprocessing = preprocessing_constants(tc, res, data_info)
+        if text_dir is not None:
+            tm = json.loads((text_dir / "manifest.json").read_text())
+            preprocessing["text"] = {"vocab": f"text/{tm['vocab']['file']}",
+                                     "do_lower_case": tm["vocab"]["do_lower_case"],
+                                     "max_len": int(c.text.get("max_len", 64)),
+                                     "pooling": tm["config"].get("pooling", "mean"),
+                                     "used_for": "item text at export (item vectors); event text is not "
+                                                 "an input of this model"}
         bundle_mod.write_bundle(
             bdir, name=c.name, interest_model=res.model.interest, item_ids=list(data.seq.item_ids),
             item_vectors=iv.astype(np.float32), preprocessing=preprocessing,
