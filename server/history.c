@@ -1,14 +1,16 @@
 /* history.c: the LMDB-backed history store (layout and guarantees in history.h).
  *
- * Threads: dr_history_write may be called from any thread; LMDB serialises writers with
- * its own lock, so concurrent callers queue there (the server funnels Ingest through one
- * writer thread to group-commit).  Reads use read-only transactions, MDB_NOTLS so a worker
- * thread may hold several.
+ * Threads: the writes may be called from any thread; LMDB serialises writers with its own
+ * lock, so concurrent callers queue there (the server writes an Ingest batch on the worker
+ * that runs it, and impressions from the impression log's one writer thread, many responses
+ * per transaction).  Reads use read-only transactions, MDB_NOTLS so a worker thread may hold
+ * several.
  */
 #include "history.h"
 
 #include <errno.h>
 #include <lmdb.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -157,9 +159,50 @@ static int next_seq(MDB_txn *txn, MDB_dbi meta, uint64_t *seq)
     return rc;
 }
 
+static int put_next_seq(MDB_txn *txn, MDB_dbi meta, uint64_t seq)
+{
+    uint8_t seq_be[8];
+    put_be64(seq_be, seq);
+    MDB_val key = {.mv_size = 8, .mv_data = "next_seq"};
+    MDB_val val = {.mv_size = 8, .mv_data = seq_be};
+    return mdb_put(txn, meta, &key, &val, 0);
+}
+
+/* Appends log record seq: the kind byte, for impressions the model version (be16 length, bytes),
+ * then the packed event.  MDB_RESERVE lets the record be written in place. */
+static int append_log(MDB_txn *txn, MDB_dbi log, uint64_t seq, enum dr_history_log_kind kind,
+                      const char *version, size_t version_len, const uint8_t *packed, size_t len)
+{
+    size_t header = kind == DR_HISTORY_LOG_IMPRESSION ? 3 + version_len : 1;
+    size_t seq_key = (size_t)seq;
+    MDB_val key = {.mv_size = sizeof seq_key, .mv_data = &seq_key};
+    MDB_val val = {.mv_size = header + len, .mv_data = NULL};
+    int rc = mdb_put(txn, log, &key, &val, MDB_APPEND | MDB_RESERVE);
+    if (rc != 0)
+        return rc;
+    uint8_t *p = val.mv_data;
+    p[0] = (uint8_t)kind;
+    if (kind == DR_HISTORY_LOG_IMPRESSION) {
+        p[1] = (uint8_t)(version_len >> 8);
+        p[2] = (uint8_t)(version_len & 0xff);
+        memcpy(p + 3, version, version_len);
+    }
+    memcpy(p + header, packed, len);
+    return 0;
+}
+
+static enum dr_status fail_write(MDB_txn *txn, int rc, const char *what, size_t n,
+                                 struct dr_error *err)
+{
+    mdb_txn_abort(txn);
+    enum dr_status st = rc == ENOMEM ? DR_ERR_NOMEM : rc == EINVAL ? DR_ERR_INVALID_ARG : DR_ERR_IO;
+    return dr_error_set(err, st, "history: write of %zu %s failed: %s", n, what,
+                        rc == EINVAL ? "bad user_id or model version" : mdb_strerror(rc));
+}
+
 enum dr_status dr_history_write(struct dr_history *h, const struct dr_event *events, size_t n,
-                                bool is_impression, size_t *accepted, size_t *duplicates,
-                                bool *is_stored, struct dr_error *err)
+                                size_t *accepted, size_t *duplicates, bool *is_stored,
+                                struct dr_error *err)
 {
     MDB_txn *txn;
     int rc = mdb_txn_begin(h->env, NULL, 0, &txn);
@@ -196,53 +239,26 @@ enum dr_status dr_history_write(struct dr_history *h, const struct dr_event *eve
             rc = ENOMEM;
             break;
         }
-        if (!is_impression) {
-            uint8_t key_buf[DR_HISTORY_MAX_ID_BYTES + 17];
-            memcpy(key_buf, e->user_id, e->user_id_len);
-            key_buf[e->user_id_len] = 0;
-            put_be64(key_buf + e->user_id_len + 1, (uint64_t)e->ts ^ ((uint64_t)1 << 63));
-            put_be64(key_buf + e->user_id_len + 9, seq);
-            MDB_val key = {.mv_size = e->user_id_len + 17, .mv_data = key_buf};
-            MDB_val val = {.mv_size = len, .mv_data = packed};
-            rc = mdb_put(txn, h->dbi_events, &key, &val, 0);
-        }
-        if (rc == 0) {
-            /* The log keeps a kind byte in front of the same packed event. */
-            uint8_t *logged = malloc(len + 1);
-            if (!logged) {
-                rc = ENOMEM;
-            } else {
-                logged[0] =
-                    (uint8_t)(is_impression ? DR_HISTORY_LOG_IMPRESSION : DR_HISTORY_LOG_EVENT);
-                memcpy(logged + 1, packed, len);
-                size_t seq_key = (size_t)seq;
-                MDB_val key = {.mv_size = sizeof seq_key, .mv_data = &seq_key};
-                MDB_val val = {.mv_size = len + 1, .mv_data = logged};
-                rc = mdb_put(txn, h->dbi_log, &key, &val, MDB_APPEND);
-                free(logged);
-            }
-        }
+        uint8_t key_buf[DR_HISTORY_MAX_ID_BYTES + 17];
+        memcpy(key_buf, e->user_id, e->user_id_len);
+        key_buf[e->user_id_len] = 0;
+        put_be64(key_buf + e->user_id_len + 1, (uint64_t)e->ts ^ ((uint64_t)1 << 63));
+        put_be64(key_buf + e->user_id_len + 9, seq);
+        MDB_val key = {.mv_size = e->user_id_len + 17, .mv_data = key_buf};
+        MDB_val val = {.mv_size = len, .mv_data = packed};
+        rc = mdb_put(txn, h->dbi_events, &key, &val, 0);
+        if (rc == 0)
+            rc = append_log(txn, h->dbi_log, seq, DR_HISTORY_LOG_EVENT, NULL, 0, packed, len);
         free(packed);
         if (is_stored)
             is_stored[i] = true;
         seq++;
         n_accepted++;
     }
-    if (rc == 0) {
-        uint8_t seq_be[8];
-        put_be64(seq_be, seq);
-        MDB_val key = {.mv_size = 8, .mv_data = "next_seq"};
-        MDB_val val = {.mv_size = 8, .mv_data = seq_be};
-        rc = mdb_put(txn, h->dbi_meta, &key, &val, 0);
-    }
-    if (rc != 0) {
-        mdb_txn_abort(txn);
-        enum dr_status st = rc == ENOMEM   ? DR_ERR_NOMEM
-                            : rc == EINVAL ? DR_ERR_INVALID_ARG
-                                           : DR_ERR_IO;
-        return dr_error_set(err, st, "history: write of %zu events failed: %s", n,
-                            rc == EINVAL ? "bad user_id" : mdb_strerror(rc));
-    }
+    if (rc == 0)
+        rc = put_next_seq(txn, h->dbi_meta, seq);
+    if (rc != 0)
+        return fail_write(txn, rc, "events", n, err);
     rc = mdb_txn_commit(txn); /* fsync: durable when this returns 0 */
     if (rc != 0)
         return dr_error_set(err, DR_ERR_IO, "history: commit: %s", mdb_strerror(rc));
@@ -250,6 +266,42 @@ enum dr_status dr_history_write(struct dr_history *h, const struct dr_event *eve
         *accepted = n_accepted;
     if (duplicates)
         *duplicates = n_dups;
+    return DR_OK;
+}
+
+enum dr_status dr_history_log_impressions(struct dr_history *h, const struct dr_impression *imps,
+                                          size_t n, struct dr_error *err)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(h->env, NULL, 0, &txn);
+    if (rc != 0)
+        return dr_error_set(err, DR_ERR_IO, "history: begin: %s", mdb_strerror(rc));
+    uint64_t seq = 1;
+    rc = next_seq(txn, h->dbi_meta, &seq);
+    for (size_t i = 0; i < n && rc == 0; i++, seq++) {
+        const struct dr_impression *imp = &imps[i];
+        if (imp->event.user_id_len == 0 || imp->event.user_id_len > DR_HISTORY_MAX_ID_BYTES ||
+            imp->model_version_len > DR_HISTORY_MAX_VERSION_BYTES) {
+            rc = EINVAL;
+            break;
+        }
+        size_t len;
+        uint8_t *packed = pack_event(&imp->event, &len);
+        if (!packed) {
+            rc = ENOMEM;
+            break;
+        }
+        rc = append_log(txn, h->dbi_log, seq, DR_HISTORY_LOG_IMPRESSION, imp->model_version,
+                        imp->model_version_len, packed, len);
+        free(packed);
+    }
+    if (rc == 0)
+        rc = put_next_seq(txn, h->dbi_meta, seq);
+    if (rc != 0)
+        return fail_write(txn, rc, "impressions", n, err);
+    rc = mdb_txn_commit(txn); /* fsync: durable when this returns 0 */
+    if (rc != 0)
+        return dr_error_set(err, DR_ERR_IO, "history: commit: %s", mdb_strerror(rc));
     return DR_OK;
 }
 
@@ -322,8 +374,20 @@ enum dr_status dr_history_read_log(struct dr_history *h, dr_history_log_fn fn, v
         size_t seq;
         memcpy(&seq, key.mv_data, sizeof seq);
         const uint8_t *p = val.mv_data;
-        if (val.mv_size >= 1)
-            fn(ctx, (uint64_t)seq, p[0], p + 1, val.mv_size - 1);
+        struct dr_history_log_record rec = {.seq = (uint64_t)seq, .kind = val.mv_size ? p[0] : 0};
+        /* Where the packed event starts; past the end: a damaged record (packed stays NULL). */
+        size_t header = val.mv_size ? 1 : SIZE_MAX;
+        if (rec.kind == DR_HISTORY_LOG_IMPRESSION)
+            header = val.mv_size >= 3 ? 3 + ((size_t)p[1] << 8 | p[2]) : SIZE_MAX;
+        if (header <= val.mv_size) {
+            if (rec.kind == DR_HISTORY_LOG_IMPRESSION) {
+                rec.model_version = (const char *)p + 3;
+                rec.model_version_len = header - 3;
+            }
+            rec.packed = p + header;
+            rec.len = val.mv_size - header;
+        }
+        fn(ctx, &rec);
         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
     }
     mdb_cursor_close(cur);

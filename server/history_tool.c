@@ -1,10 +1,15 @@
 /* history_tool.c: driftrec-history, a read-only look into the history store.
  *   driftrec-history DIR user USER_ID [N]   the user's last N events (all if N is 0), JSON lines
- *   driftrec-history DIR log                the event log, JSON lines
+ *   driftrec-history DIR log [KIND]         the event log in order, JSON lines: ingested events
+ *                                           ("kind": "event") and Recommend's impressions
+ *                                           ("kind": "impression", with "model_version"); KIND
+ *                                           (event or impression) keeps only that kind
  *   driftrec-history DIR flags              the LMDB environment flags (durability check)
- * Strings are printed JSON-escaped with cJSON. */
+ * Strings are printed JSON-escaped with cJSON.  The store holds real user ids: the tool is
+ * for the service's operators, like the files it reads. */
 #include <cjson/cJSON.h>
 #include <lmdb.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,16 +36,23 @@ static void add_string(cJSON *o, const char *key, ProtobufCBinaryData b, protobu
     free(s);
 }
 
-static void print_event(const uint8_t *packed, size_t len, const char *kind)
+/* Prints one stored event as a JSON line; rec (may be NULL) adds the log record's fields. */
+static void print_event(const uint8_t *packed, size_t len, const struct dr_history_log_record *rec)
 {
-    Driftrec__V1__Event *e = driftrec__v1__event__unpack(NULL, len, packed);
+    Driftrec__V1__Event *e = packed ? driftrec__v1__event__unpack(NULL, len, packed) : NULL;
     if (!e) {
-        printf("{\"error\":\"undecodable record of %zu bytes\"}\n", len);
+        printf("{\"error\":\"undecodable record of %zu bytes\"", len);
+        if (rec)
+            printf(",\"seq\":%llu", (unsigned long long)rec->seq);
+        printf("}\n");
         return;
     }
     cJSON *o = cJSON_CreateObject();
-    if (kind)
-        cJSON_AddStringToObject(o, "kind", kind);
+    if (rec) {
+        cJSON_AddStringToObject(o, "kind",
+                                rec->kind == DR_HISTORY_LOG_IMPRESSION ? "impression" : "event");
+        cJSON_AddNumberToObject(o, "seq", (double)rec->seq);
+    }
     add_string(o, "user_id", e->user_id, e->has_user_id);
     add_string(o, "item_id", e->item_id, e->has_item_id);
     cJSON_AddNumberToObject(o, "ts", (double)e->ts);
@@ -66,6 +78,11 @@ static void print_event(const uint8_t *packed, size_t len, const char *kind)
     add_string(o, "variant", e->variant, e->has_variant);
     if (e->has_position)
         cJSON_AddNumberToObject(o, "position", e->position);
+    if (rec && rec->model_version) {
+        ProtobufCBinaryData v = {.len = rec->model_version_len,
+                                 .data = (uint8_t *)(uintptr_t)rec->model_version};
+        add_string(o, "model_version", v, 1);
+    }
     char *text = cJSON_PrintUnformatted(o);
     printf("%s\n", text);
     free(text);
@@ -79,17 +96,18 @@ static void visit_user(void *ctx, const uint8_t *packed, size_t len)
     print_event(packed, len, NULL);
 }
 
-static void visit_log(void *ctx, uint64_t seq, int kind, const uint8_t *packed, size_t len)
+static void visit_log(void *ctx, const struct dr_history_log_record *rec)
 {
-    (void)ctx;
-    (void)seq;
-    print_event(packed, len, kind == DR_HISTORY_LOG_IMPRESSION ? "impression" : "event");
+    const int *only_kind = ctx;
+    if (*only_kind == 0 || rec->kind == *only_kind)
+        print_event(rec->packed, rec->len, rec);
 }
 
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s DIR user USER_ID [N] | DIR log | DIR flags\n", argv[0]);
+        fprintf(stderr, "usage: %s DIR user USER_ID [N] | DIR log [event|impression] | DIR flags\n",
+                argv[0]);
         return 2;
     }
     struct dr_history *h = NULL;
@@ -104,7 +122,19 @@ int main(int argc, char **argv)
         if (dr_history_read_user(h, argv[3], strlen(argv[3]), n, visit_user, NULL, NULL) != DR_OK)
             rc = 1;
     } else if (strcmp(argv[2], "log") == 0) {
-        rc = dr_history_read_log(h, visit_log, NULL) == DR_OK ? 0 : 1;
+        int only_kind = 0;
+        if (argc >= 4 && strcmp(argv[3], "event") == 0)
+            only_kind = DR_HISTORY_LOG_EVENT;
+        else if (argc >= 4 && strcmp(argv[3], "impression") == 0)
+            only_kind = DR_HISTORY_LOG_IMPRESSION;
+        else if (argc >= 4)
+            only_kind = -1;
+        if (only_kind < 0) {
+            fprintf(stderr, "driftrec-history: log %s: expected event or impression\n", argv[3]);
+            rc = 2;
+        } else {
+            rc = dr_history_read_log(h, visit_log, &only_kind) == DR_OK ? 0 : 1;
+        }
     } else if (strcmp(argv[2], "flags") == 0) {
         unsigned int f = dr_history_env_flags(h);
         printf("{\"flags\":%u,\"nosync\":%d,\"nometasync\":%d,\"mapasync\":%d,\"writemap\":%d}\n",

@@ -46,6 +46,11 @@ static void usage(FILE *out)
                  "                       docs/bundle.md); a bad bundle stops the start, exit 2\n"
                  "  --state-cache N      users whose interest state is cached, 0 for none "
                  "(default 100000)\n"
+                 "  --impression-queue N Recommend's impressions (one per returned item) buffered\n"
+                 "                       for the event log's group-commit writer; when full, a\n"
+                 "                       response's impressions are dropped and counted in\n"
+                 "                       driftrec_impressions_dropped_total; 0: none are logged\n"
+                 "                       (default 65536)\n"
                  "  --config FILE        a JSON object of these options without the dashes, e.g.\n"
                  "                       {\"listen\": \"0.0.0.0:50051\", \"workers\": 8} (env "
                  "DR_CONFIG)\n"
@@ -110,6 +115,9 @@ static bool apply_option(struct options *o, const char *name, const char *v, con
         o->model_dir = v;
     else if (strcmp(name, "state-cache") == 0)
         opts->state_cache_users =
+            strcmp(v, "0") == 0 ? 0 : (size_t)parse_count(label, v, 100000000L);
+    else if (strcmp(name, "impression-queue") == 0)
+        opts->impression_queue =
             strcmp(v, "0") == 0 ? 0 : (size_t)parse_count(label, v, 100000000L);
     else if (strcmp(name, "metrics") == 0)
         opts->metrics_addr = strcmp(v, "off") == 0 ? "" : v;

@@ -50,6 +50,8 @@ struct dr_metrics {
     atomic_uint_fast64_t skipped[DR_SKIP_COUNT];
     void (*cache_fn)(void *, struct dr_state_cache_stats *);
     void *cache_ctx;
+    void (*impressions_fn)(void *, struct dr_impression_log_stats *);
+    void *impressions_ctx;
     struct histogram hist[DR_HIST_COUNT][DR_METRIC_METHOD_COUNT];
     size_t (*queue_depth_fn)(void *);
     void *queue_depth_ctx;
@@ -129,6 +131,14 @@ void dr_metrics_set_cache_fn(struct dr_metrics *m,
 {
     m->cache_fn = fn;
     m->cache_ctx = ctx;
+}
+
+void dr_metrics_set_impressions_fn(struct dr_metrics *m,
+                                   void (*fn)(void *ctx, struct dr_impression_log_stats *out),
+                                   void *ctx)
+{
+    m->impressions_fn = fn;
+    m->impressions_ctx = ctx;
 }
 
 /* A growing text buffer for the exposition. */
@@ -231,6 +241,30 @@ char *dr_metrics_render(struct dr_metrics *m)
             "# HELP driftrec_state_cache_capacity The most users the cache holds.\n"
             "# TYPE driftrec_state_cache_capacity gauge\ndriftrec_state_cache_capacity %zu\n",
             cs.entries, cs.capacity);
+    }
+    if (m->impressions_fn) {
+        struct dr_impression_log_stats is;
+        m->impressions_fn(m->impressions_ctx, &is);
+        put(&t,
+            "# HELP driftrec_impressions_logged_total Recommend impressions committed to the "
+            "event log.\n# TYPE driftrec_impressions_logged_total counter\n"
+            "driftrec_impressions_logged_total %llu\n"
+            "# HELP driftrec_impression_commits_total Event-log transactions that wrote "
+            "impressions (logged / commits: the group size).\n"
+            "# TYPE driftrec_impression_commits_total counter\n"
+            "driftrec_impression_commits_total %llu\n"
+            "# HELP driftrec_impressions_dropped_total Impressions not logged, by reason.\n"
+            "# TYPE driftrec_impressions_dropped_total counter\n"
+            "driftrec_impressions_dropped_total{reason=\"queue_full\"} %llu\n"
+            "driftrec_impressions_dropped_total{reason=\"write_failed\"} %llu\n"
+            "# HELP driftrec_impression_queue Impressions buffered for the event log.\n"
+            "# TYPE driftrec_impression_queue gauge\ndriftrec_impression_queue %zu\n"
+            "# HELP driftrec_impression_queue_capacity The most impressions buffered.\n"
+            "# TYPE driftrec_impression_queue_capacity gauge\n"
+            "driftrec_impression_queue_capacity %zu\n",
+            (unsigned long long)is.logged, (unsigned long long)is.commits,
+            (unsigned long long)is.dropped_queue_full, (unsigned long long)is.dropped_write_failed,
+            is.queued, is.capacity);
     }
     for (int h = 0; h < DR_HIST_COUNT; h++) {
         put(&t, "# HELP driftrec_%s_seconds %s.\n# TYPE driftrec_%s_seconds histogram\n",

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "base.h"
+#include "impression_log.h"
 #include "state_cache.h"
 
 enum dr_metric_method {
@@ -54,6 +55,11 @@ void dr_metrics_count_skipped(struct dr_metrics *m, enum dr_metric_skip reason, 
 /* The user-state cache's counters, read at scrape time through fn(ctx, out). */
 void dr_metrics_set_cache_fn(struct dr_metrics *m,
                              void (*fn)(void *ctx, struct dr_state_cache_stats *out), void *ctx);
+
+/* The impression log's counters, read at scrape time through fn(ctx, out). */
+void dr_metrics_set_impressions_fn(struct dr_metrics *m,
+                                   void (*fn)(void *ctx, struct dr_impression_log_stats *out),
+                                   void *ctx);
 
 /* Prometheus text exposition of the current values; returns owned (free()). */
 char *dr_metrics_render(struct dr_metrics *m);

@@ -832,7 +832,7 @@ enum dr_status dr_recommender_ingest(struct dr_recommender *rec, const struct dr
                                      struct dr_error *err)
 {
     if (!rec->cache)
-        return dr_history_write(rec->history, events, n, false, accepted, duplicates, NULL, err);
+        return dr_history_write(rec->history, events, n, accepted, duplicates, NULL, err);
     struct ingest_item *items = malloc((n ? n : 1) * sizeof *items);
     bool *is_stored = malloc(n ? n : 1);
     if (!items || !is_stored) {
@@ -850,7 +850,7 @@ enum dr_status dr_recommender_ingest(struct dr_recommender *rec, const struct dr
             dr_state_cache_write_begin(rec->cache, items[i].e->user_id, items[i].e->user_id_len);
     }
     enum dr_status st =
-        dr_history_write(rec->history, events, n, false, accepted, duplicates, is_stored, err);
+        dr_history_write(rec->history, events, n, accepted, duplicates, is_stored, err);
     for (size_t first = 0, end; first < n; first = end) {
         end = first + 1;
         while (end < n && cmp_ingest_user(items[first].e, items[end].e) == 0)

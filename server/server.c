@@ -25,13 +25,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "bert.h"
 #include "bundle.h"
 #include "driftrec.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "history.h"
+#include "impression_log.h"
 #include "kernels.h"
 #include "metrics.h"
 #include "model_file.h"
@@ -83,6 +87,11 @@ struct dr_server {
     char model_name[128], model_version[128];
     /* Recommend and Rank from opts.bundle, with the user-state cache; NULL without a bundle. */
     struct dr_recommender *rec;
+    /* Recommend's impressions on their way to the event log; NULL: not logged. */
+    struct dr_impression_log *impressions;
+    /* Request ids the server makes up: a random per-process seed and a counter. */
+    uint64_t request_id_seed;
+    atomic_uint_fast64_t n_request_ids;
     atomic_bool is_draining;
     char variant[DR_MAX_TAG_BYTES + 1];
 };
@@ -262,7 +271,7 @@ static void handle_ingest(struct call *c)
     enum dr_status st = c->srv->rec ? dr_recommender_ingest(c->srv->rec, events, req->n_events,
                                                             &accepted, &duplicates, &err)
                                     : dr_history_write(c->srv->history, events, req->n_events,
-                                                       false, &accepted, &duplicates, NULL, &err);
+                                                       &accepted, &duplicates, NULL, &err);
     free(events);
     if (st != DR_OK) {
         fprintf(stderr, "{\"level\":\"error\",\"msg\":\"ingest failed\",\"detail\":\"%s\"}\n",
@@ -352,6 +361,14 @@ static void fill_timings(const struct call *c, Driftrec__V1__StageTimings *t)
     t->total_us = (int64_t)((now - c->start_ns) / 1000);
 }
 
+/* splitmix64's finalizer: a bijection, so distinct counters give distinct ids. */
+static uint64_t mix64(uint64_t x)
+{
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
 static void handle_recommend(struct call *c)
 {
     struct dr_server *srv = c->srv;
@@ -362,12 +379,26 @@ static void handle_recommend(struct call *c)
     }
     char msg[300];
     Driftrec__V1__RecommendResponse resp = DRIFTREC__V1__RECOMMEND_RESPONSE__INIT;
-    grpc_status_code code = dr_recommender_recommend(srv->rec, scratch, (const void *)c->request,
-                                                     &resp, msg, sizeof msg);
+    const Driftrec__V1__RecommendRequest *req = (const void *)c->request;
+    grpc_status_code code =
+        dr_recommender_recommend(srv->rec, scratch, req, &resp, msg, sizeof msg);
     if (code == GRPC_STATUS_OK) {
         resp.has_variant = srv->variant[0] != '\0';
         resp.variant = bytes_of(srv->variant);
+        /* Feedback names the recommendation it answers by request id, and the impressions are
+         * logged under it: a request without one gets one. */
+        char request_id[17];
+        if (!resp.has_request_id || resp.request_id.len == 0) {
+            uint64_t n = atomic_fetch_add_explicit(&srv->n_request_ids, 1, memory_order_relaxed);
+            snprintf(request_id, sizeof request_id, "%016llx",
+                     (unsigned long long)mix64(srv->request_id_seed + n));
+            resp.has_request_id = 1;
+            resp.request_id = bytes_of(request_id);
+        }
         fill_timings(c, resp.timings);
+        /* Before the reply: the response points into the request, which goes with the call. */
+        if (srv->impressions)
+            dr_impression_log_append(srv->impressions, &req->user_id, &resp, (int64_t)time(NULL));
         reply(c, code, NULL, &resp.base); /* packs before returning: the scratch may go */
     } else {
         reply(c, code, msg, NULL);
@@ -655,6 +686,7 @@ void dr_server_opts_default(struct dr_server_opts *opts)
         .drain_grace_ms = 5000,
         .metrics_addr = "127.0.0.1:9090",
         .state_cache_users = DR_STATE_CACHE_DEFAULT_USERS,
+        .impression_queue = DR_IMPRESSION_LOG_DEFAULT_CAPACITY,
     };
 }
 
@@ -720,6 +752,11 @@ static void cache_stats(void *rec, struct dr_state_cache_stats *out)
     dr_recommender_cache_stats(rec, out);
 }
 
+static void impression_stats(void *log, struct dr_impression_log_stats *out)
+{
+    dr_impression_log_get_stats(log, out);
+}
+
 enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_server **out,
                                struct dr_error *err)
 {
@@ -765,6 +802,16 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
                              dr_bundle_version(opts->bundle));
         if (opts->state_cache_users > 0) /* without a cache, no cache metrics */
             dr_metrics_set_cache_fn(srv->metrics, cache_stats, srv->rec);
+        if (opts->impression_queue > 0) {
+            st = dr_impression_log_create(srv->history, opts->impression_queue, &srv->impressions,
+                                          err);
+            if (st != DR_OK)
+                goto fail;
+            dr_metrics_set_impressions_fn(srv->metrics, impression_stats, srv->impressions);
+        }
+        if (getrandom(&srv->request_id_seed, sizeof srv->request_id_seed, 0) !=
+            (ssize_t)sizeof srv->request_id_seed)
+            srv->request_id_seed = dr_now_ns() ^ ((uint64_t)getpid() << 32);
     }
     /* Last of the parts: the HTTP thread reads everything set above on each scrape. */
     if (opts->metrics_addr && opts->metrics_addr[0]) {
@@ -817,7 +864,8 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
     return DR_OK;
 
 fail:
-    dr_metrics_destroy(srv->metrics); /* first: its HTTP thread reads the recommender's cache */
+    dr_metrics_destroy(srv->metrics); /* first: its HTTP thread reads the cache and the log */
+    dr_impression_log_destroy(srv->impressions);
     dr_recommender_destroy(srv->rec);
     dr_tokenizer_destroy(srv->tokenizer);
     dr_bert_destroy(srv->bert);
@@ -851,8 +899,11 @@ void dr_server_shutdown(struct dr_server *srv)
     grpc_completion_queue_shutdown(srv->shutdown_cq);
     grpc_completion_queue_destroy(srv->shutdown_cq);
     grpc_shutdown();
-    dr_metrics_destroy(srv->metrics); /* first: its HTTP thread reads the recommender's cache */
-    dr_recommender_destroy(srv->rec); /* no handler runs any more: the work pool is gone */
+    dr_metrics_destroy(srv->metrics); /* first: its HTTP thread reads the cache and the log */
+    /* No handler runs any more (the work pool is gone): the writer commits every impression
+     * queued, then stops. */
+    dr_impression_log_destroy(srv->impressions);
+    dr_recommender_destroy(srv->rec);
     dr_tokenizer_destroy(srv->tokenizer);
     dr_bert_destroy(srv->bert);
     dr_history_close(srv->history);

@@ -25,6 +25,9 @@ struct dr_server_opts {
      * until dr_server_shutdown has returned); NULL = none: they answer FAILED_PRECONDITION. */
     const struct dr_bundle *bundle;
     size_t state_cache_users; /* users whose interest state is cached; 0 = no cache */
+    /* Recommend's impressions buffered for the event log's group-commit writer (with a bundle);
+     * 0 = impressions are not logged. */
+    size_t impression_queue;
 };
 
 void dr_server_opts_default(struct dr_server_opts *opts);

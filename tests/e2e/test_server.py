@@ -838,6 +838,123 @@ class RecommendWithBundle(unittest.TestCase):
                              health_pb2.HealthCheckResponse.SERVING)
             self.assertEqual(srv.stop(), 0, srv.stderr())
 
+    def impressions(self, history_dir, request_id, n, timeout=10.0):
+        """The log's impression records of one request, waiting up to timeout for the writer's
+        group commit to hold n of them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = [r for r in history(history_dir, "log", "impression")
+                    if r.get("request_id") == request_id]
+            if len(rows) >= n or time.monotonic() > deadline:
+                return rows
+            time.sleep(0.05)
+
+    def test_recommend_logs_impressions(self):
+        self.ingest_for([event(user="imp-user", item="item-3", ts=T0, event_id="imp-e1")])
+        before = metric(self.srv.metrics(), "driftrec_impressions_logged_total")
+        t0 = int(time.time())
+        r = self.recommend("imp-user", k=7, request_id="imp-req-1")
+        t1 = int(time.time())
+        rows = self.impressions(self.history_dir, "imp-req-1", 7)
+        self.assertEqual(len(rows), 7, rows)
+        self.assertEqual([x["position"] for x in rows], list(range(7)))  # log order = rank
+        self.assertEqual([x["item_id"] for x in rows], [i.item_id for i in r.items])
+        for x in rows:
+            self.assertEqual((x["kind"], x["event_type"], x["user_id"], x["variant"],
+                              x["model_version"]),
+                             ("impression", "impression", "imp-user", "A",
+                              self.bundle.manifest["version"]))
+            self.assertTrue(t0 <= x["ts"] <= t1, x)
+        # Without a request id the server makes one up, returns it and logs under it: feedback
+        # can name the recommendation.
+        r2 = self.recommend("imp-user", k=3)
+        self.assertRegex(r2.request_id, r"^[0-9a-f]{16}$")
+        self.assertNotEqual(r2.request_id, self.recommend("imp-user", k=1).request_id)
+        rows2 = self.impressions(self.history_dir, r2.request_id, 3)
+        self.assertEqual([(x["item_id"], x["position"]) for x in rows2],
+                         [(i.item_id, p) for p, i in enumerate(r2.items)])
+        # Feedback on an impression goes through Ingest, with the same request id, variant and
+        # position: the log joins the two.
+        clicked = r.items[2].item_id
+        self.ingest_for([event(user="imp-user", item=clicked, ts=T0 + 60, request_id="imp-req-1",
+                               variant="A", position=2, event_id="imp-e2")])
+        feedback = [x for x in history(self.history_dir, "log", "event")
+                    if x.get("request_id") == "imp-req-1"]
+        self.assertEqual([(x["kind"], x["item_id"], x["position"], x["variant"])
+                          for x in feedback], [("event", clicked, 2, "A")])
+        shown = {(x["item_id"], x["position"]) for x in rows}
+        self.assertIn((feedback[0]["item_id"], feedback[0]["position"]), shown)
+        # Impressions are not history: the user's stored events are the two ingested ones.
+        self.assertEqual([x["item_id"] for x in history(self.history_dir, "user", "imp-user")],
+                         ["item-3", clicked])
+        text = self.srv.metrics()
+        self.assertGreaterEqual(metric(text, "driftrec_impressions_logged_total") - before, 11)
+        self.assertEqual(metric(text, 'driftrec_impressions_dropped_total{reason="queue_full"}'), 0)
+
+    def test_impressions_beyond_the_queue_are_dropped_and_counted(self):
+        with tempfile.TemporaryDirectory() as d:
+            srv = Server(d + "/history", "--model", self.bundle.path, "--impression-queue", "5")
+            try:
+                r = self.recommend("q-user", srv=srv, k=10, request_id="too-many")
+                self.assertEqual(len(r.items), 10)  # answered as usual
+                r = self.recommend("q-user", srv=srv, k=4, request_id="fits")
+                text = srv.metrics()
+                self.assertEqual(
+                    metric(text, 'driftrec_impressions_dropped_total{reason="queue_full"}'), 10)
+                self.assertEqual(metric(text, "driftrec_impression_queue_capacity"), 5)
+            finally:
+                self.assertEqual(srv.stop(), 0, srv.stderr())
+            rows = history(d + "/history", "log", "impression")
+            self.assertEqual([(x["request_id"], x["position"]) for x in rows],
+                             [("fits", p) for p in range(4)])
+        with tempfile.TemporaryDirectory() as d:
+            srv = Server(d + "/history", "--model", self.bundle.path, "--impression-queue", "0")
+            try:
+                self.recommend("q-user", srv=srv, k=3)
+                self.assertNotIn("driftrec_impressions_logged_total", srv.metrics())
+            finally:
+                self.assertEqual(srv.stop(), 0, srv.stderr())
+            self.assertEqual(history(d + "/history", "log"), [])
+
+    def test_clean_shutdown_logs_every_impression(self):
+        # Clients call Recommend until SIGTERM stops the server under them: the drain commits
+        # every impression still queued, so the log holds every response a client received.
+        with tempfile.TemporaryDirectory() as d:
+            srv = Server(d + "/history", "--model", self.bundle.path)
+            shown, errors, n_calls = {}, [], [0]
+
+            def client(c):
+                for n in range(100_000):
+                    rid = f"drain-{c}-{n}"
+                    try:
+                        r = self.recommend(f"drain-user-{n % 7}", srv=srv, k=1 + (n * 7) % 25,
+                                           request_id=rid)
+                    except grpc.RpcError as e:
+                        if e.code() not in (grpc.StatusCode.UNAVAILABLE,
+                                            grpc.StatusCode.CANCELLED):
+                            errors.append(e)
+                        return
+                    shown[rid] = [i.item_id for i in r.items]
+                    n_calls[0] += 1
+
+            threads = [threading.Thread(target=client, args=(c,)) for c in range(4)]
+            for t in threads:
+                t.start()
+            while n_calls[0] < 100 and all(t.is_alive() for t in threads):
+                time.sleep(0.02)
+            self.assertEqual(srv.stop(signal.SIGTERM), 0, srv.stderr())
+            for t in threads:
+                t.join(timeout=30)
+            self.assertEqual(errors, [])
+            self.assertGreaterEqual(len(shown), 100)
+            logged = {}
+            for x in history(d + "/history", "log", "impression"):
+                logged.setdefault(x["request_id"], []).append((x["position"], x["item_id"]))
+            for rid, items in shown.items():
+                self.assertEqual([item for _, item in sorted(logged.get(rid, []))], items, rid)
+            # A call may be logged and then cancelled by the shutdown before its client has the
+            # reply: at most one per client.
+            self.assertLessEqual(len(set(logged) - set(shown)), len(threads))
 
 class KillDuringIngest(unittest.TestCase):
     def test_every_acknowledged_event_survives_kill_9(self):
