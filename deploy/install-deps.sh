@@ -26,7 +26,7 @@ pkgs_build=(
     liblmdb-dev                        # embedded durable history store
     libhiredis-dev                     # shared history store for many replicas
     libmicrohttpd-dev                  # Prometheus /metrics endpoint
-    libssl-dev                         # SHA-256 for model-file checksums
+    libssl-dev                         # libcrypto: SHA-256 of model files, HMAC-SHA256 of user ids in logs
     clang-format                       # make format / make check-format
 )
 pkgs_python=(

@@ -15,10 +15,10 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "workpool.h" /* dr_now_ns */
 
 #define FIRST_BUFFER_BYTES (64 * 1024)
@@ -144,10 +144,10 @@ static void write_buffer(struct dr_impression_log *log, const struct buffer *b)
         if (!grown) {
             atomic_fetch_add_explicit(&log->dropped_write_failed, b->n_impressions,
                                       memory_order_relaxed);
-            fprintf(stderr,
-                    "{\"level\":\"error\",\"msg\":\"impression log: out of memory\","
-                    "\"lost\":%zu}\n",
-                    b->n_impressions);
+            struct dr_log_line line;
+            dr_log_begin(&line, DR_LOG_ERROR, "impression log: out of memory");
+            dr_log_int(&line, "lost", (long long)b->n_impressions);
+            dr_log_end(&line);
             return;
         }
         log->imps = grown;
@@ -202,10 +202,11 @@ static void write_buffer(struct dr_impression_log *log, const struct buffer *b)
     uint64_t now = dr_now_ns();
     if (log->last_error_ns == 0 || now - log->last_error_ns >= ERROR_LOG_EVERY_NS) {
         log->last_error_ns = now;
-        fprintf(stderr,
-                "{\"level\":\"error\",\"msg\":\"impression log: commit failed\",\"lost\":%zu,"
-                "\"detail\":\"%s\"}\n",
-                k, err.msg);
+        struct dr_log_line line;
+        dr_log_begin(&line, DR_LOG_ERROR, "impression log: commit failed");
+        dr_log_int(&line, "lost", (long long)k);
+        dr_log_str(&line, "detail", err.msg);
+        dr_log_end(&line);
     }
 }
 

@@ -5,6 +5,7 @@
  * gRPC's threads.
  */
 #include "bundle.h"
+#include "log.h"
 #include "recommend.h"
 #include "selfcheck.h"
 #include "server.h"
@@ -23,45 +24,53 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: driftrec-server [options]\n"
-                 "Serves driftrec.v1.Recommender and grpc.health.v1.Health over gRPC.\n"
-                 "  --listen ADDR        host:port to listen on (env DR_LISTEN; default "
-                 "127.0.0.1:50051)\n"
-                 "  --history DIR        LMDB directory of the event history (env DR_HISTORY; "
-                 "default var/history)\n"
-                 "  --history-map-mb N   LMDB map size in MiB (default 1024)\n"
-                 "  --workers N          handler threads (default: number of CPUs)\n"
-                 "  --pollers N          completion-queue threads (default 2)\n"
-                 "  --queue N            work queue slots; a full queue answers RESOURCE_EXHAUSTED "
-                 "(default 1024)\n"
-                 "  --max-message-mb N   largest request accepted (default 4)\n"
-                 "  --variant NAME       A/B arm reported in the x-variant reply header (env "
-                 "DR_VARIANT)\n"
-                 "  --drain-grace-ms N   in-flight calls' grace period at shutdown (default 5000)\n"
-                 "  --metrics ADDR       Prometheus /metrics on host:port, 'off' to disable (env "
-                 "DR_METRICS; default 127.0.0.1:9090)\n"
-                 "  --text-model DIR     BERT model directory served by Embed (env "
-                 "DR_TEXT_MODEL)\n"
-                 "  --model DIR          model bundle served by Recommend and Rank (env DR_MODEL;\n"
-                 "                       docs/bundle.md); a bad bundle stops the start, exit 2\n"
-                 "  --state-cache N      users whose interest state is cached, 0 for none "
-                 "(default 100000)\n"
-                 "  --impression-queue N Recommend's impressions (one per returned item) buffered\n"
-                 "                       for the event log's group-commit writer; when full, a\n"
-                 "                       response's impressions are dropped and counted in\n"
-                 "                       driftrec_impressions_dropped_total; 0: none are logged\n"
-                 "                       (default 65536)\n"
-                 "  --config FILE        a JSON object of these options without the dashes, e.g.\n"
-                 "                       {\"listen\": \"0.0.0.0:50051\", \"workers\": 8} (env "
-                 "DR_CONFIG)\n"
-                 "  precedence: flags, then environment, then the config file, then defaults\n"
-                 "  --self-check         print CPU features and the kernels chosen, check them, "
-                 "exit\n"
-                 "  --version, --help\n"
-                 "environment:\n"
-                 "  DR_ISA_MAX           cap the kernel ISA (ref, avx2, avx512, avx512vnni, neon, "
-                 "neondot)\n"
-                 "SIGINT or SIGTERM drains and stops the server.\n");
+    fprintf(out,
+            "usage: driftrec-server [options]\n"
+            "Serves driftrec.v1.Recommender and grpc.health.v1.Health over gRPC.\n"
+            "  --listen ADDR        host:port to listen on (env DR_LISTEN; default "
+            "127.0.0.1:50051)\n"
+            "  --history DIR        LMDB directory of the event history (env DR_HISTORY; "
+            "default var/history)\n"
+            "  --history-map-mb N   LMDB map size in MiB (default 1024)\n"
+            "  --workers N          handler threads (default: number of CPUs)\n"
+            "  --pollers N          completion-queue threads (default 2)\n"
+            "  --queue N            work queue slots; a full queue answers RESOURCE_EXHAUSTED "
+            "(default 1024)\n"
+            "  --max-message-mb N   largest request accepted (default 4)\n"
+            "  --variant NAME       A/B arm reported in the x-variant reply header (env "
+            "DR_VARIANT)\n"
+            "  --drain-grace-ms N   in-flight calls' grace period at shutdown (default 5000)\n"
+            "  --log-level LEVEL    error, warn, info (default) or debug: debug adds a line per\n"
+            "                       request (env DR_LOG_LEVEL).  Logs are JSON lines on stderr\n"
+            "  --log-key-file FILE  key of the user-id hash in log lines: 32 to 128 hex digits,\n"
+            "                       mode 0600; made when absent (env DR_LOG_KEY_FILE; default\n"
+            "                       HISTORY/log-key).  Log lines name users only by\n"
+            "                       HMAC-SHA256(key, user id), 16 hex digits; the history\n"
+            "                       and its event log keep real ids (files of mode 0600)\n"
+            "  --metrics ADDR       Prometheus /metrics on host:port, 'off' to disable (env "
+            "DR_METRICS; default 127.0.0.1:9090)\n"
+            "  --text-model DIR     BERT model directory served by Embed (env "
+            "DR_TEXT_MODEL)\n"
+            "  --model DIR          model bundle served by Recommend and Rank (env DR_MODEL;\n"
+            "                       docs/bundle.md); a bad bundle stops the start, exit 2\n"
+            "  --state-cache N      users whose interest state is cached, 0 for none "
+            "(default 100000)\n"
+            "  --impression-queue N Recommend's impressions (one per returned item) buffered\n"
+            "                       for the event log's group-commit writer; when full, a\n"
+            "                       response's impressions are dropped and counted in\n"
+            "                       driftrec_impressions_dropped_total; 0: none are logged\n"
+            "                       (default 65536)\n"
+            "  --config FILE        a JSON object of these options without the dashes, e.g.\n"
+            "                       {\"listen\": \"0.0.0.0:50051\", \"workers\": 8} (env "
+            "DR_CONFIG)\n"
+            "  precedence: flags, then environment, then the config file, then defaults\n"
+            "  --self-check         print CPU features and the kernels chosen, check them, "
+            "exit\n"
+            "  --version, --help\n"
+            "environment:\n"
+            "  DR_ISA_MAX           cap the kernel ISA (ref, avx2, avx512, avx512vnni, neon, "
+            "neondot)\n"
+            "SIGINT or SIGTERM drains and stops the server.\n");
 }
 
 /* Parses a positive integer flag value; exits with a message on a bad one. */
@@ -83,6 +92,7 @@ static long parse_count(const char *flag, const char *value, long max)
 struct options {
     struct dr_server_opts server;
     const char *model_dir; /* NULL or "": no recommendation model */
+    enum dr_log_level log_level;
 };
 
 /* Applies one option by its flag name without dashes ("listen", "workers", ...).  Numbers
@@ -123,7 +133,15 @@ static bool apply_option(struct options *o, const char *name, const char *v, con
         opts->metrics_addr = strcmp(v, "off") == 0 ? "" : v;
     else if (strcmp(name, "drain-grace-ms") == 0)
         opts->drain_grace_ms = (int)parse_count(label, v, 600000);
-    else
+    else if (strcmp(name, "log-key-file") == 0)
+        opts->log_key_path = v;
+    else if (strcmp(name, "log-level") == 0) {
+        if (!dr_log_parse_level(v, &o->log_level)) {
+            fprintf(stderr, "driftrec-server: %s %s: expected error, warn, info or debug\n", label,
+                    v);
+            exit(2);
+        }
+    } else
         return false;
     return true;
 }
@@ -193,21 +211,26 @@ static struct dr_bundle *load_bundle(const char *dir)
     struct dr_bundle *bundle = NULL;
     struct dr_error err = {0};
     uint64_t start_ns = dr_now_ns();
+    struct dr_log_line line;
     if (dr_bundle_load(dir, NULL, &bundle, &err) != DR_OK) {
-        fprintf(stderr, "driftrec-server: cannot load the model bundle: %s\n", err.msg);
+        dr_log_begin(&line, DR_LOG_ERROR, "cannot load the model bundle");
+        dr_log_str(&line, "detail", err.msg);
+        dr_log_end(&line);
         return NULL;
     }
-    fprintf(stderr,
-            "{\"level\":\"info\",\"msg\":\"model loaded\",\"model\":\"%s\",\"version\":\"%s\","
-            "\"items\":%zu,\"dim\":%zu,\"ms\":%.1f}\n",
-            dr_bundle_name(bundle), dr_bundle_version(bundle), dr_bundle_n_items(bundle),
-            dr_bundle_item_dim(bundle), (double)(dr_now_ns() - start_ns) / 1e6);
+    dr_log_begin(&line, DR_LOG_INFO, "model loaded");
+    dr_log_str(&line, "model", dr_bundle_name(bundle));
+    dr_log_str(&line, "version", dr_bundle_version(bundle));
+    dr_log_int(&line, "items", (long long)dr_bundle_n_items(bundle));
+    dr_log_int(&line, "dim", (long long)dr_bundle_item_dim(bundle));
+    dr_log_double(&line, "ms", (double)(dr_now_ns() - start_ns) / 1e6);
+    dr_log_end(&line);
     return bundle;
 }
 
 int main(int argc, char **argv)
 {
-    struct options opts = {0};
+    struct options opts = {.log_level = DR_LOG_INFO};
     dr_server_opts_default(&opts.server);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     opts.server.n_workers = ncpu > 0 ? (int)ncpu : 2;
@@ -220,8 +243,10 @@ int main(int argc, char **argv)
     cJSON *config = config_path ? load_config(config_path, &opts) : NULL;
 
     static const char *const env_options[][2] = {
-        {"DR_LISTEN", "listen"},   {"DR_HISTORY", "history"},       {"DR_VARIANT", "variant"},
-        {"DR_METRICS", "metrics"}, {"DR_TEXT_MODEL", "text-model"}, {"DR_MODEL", "model"},
+        {"DR_LISTEN", "listen"},         {"DR_HISTORY", "history"},
+        {"DR_VARIANT", "variant"},       {"DR_METRICS", "metrics"},
+        {"DR_TEXT_MODEL", "text-model"}, {"DR_MODEL", "model"},
+        {"DR_LOG_LEVEL", "log-level"},   {"DR_LOG_KEY_FILE", "log-key-file"},
     };
     for (size_t i = 0; i < sizeof env_options / sizeof env_options[0]; i++)
         if (getenv(env_options[i][0]))
@@ -250,6 +275,8 @@ int main(int argc, char **argv)
         i++;
     }
 
+    dr_log_set_level(opts.log_level);
+
     /* Blocked before anything may start a thread (the bundle's loader included): a SIGINT
      * during a long load waits, and the server drains at once after the start. */
     sigset_t signals;
@@ -270,26 +297,33 @@ int main(int argc, char **argv)
 
     struct dr_server *srv = NULL;
     struct dr_error err = {0};
+    struct dr_log_line line;
     if (dr_server_start(&opts.server, &srv, &err) != DR_OK) {
-        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"cannot start\",\"detail\":\"%s\"}\n",
-                err.msg);
+        dr_log_begin(&line, DR_LOG_ERROR, "cannot start");
+        dr_log_str(&line, "detail", err.msg);
+        dr_log_end(&line);
         dr_bundle_destroy(bundle);
         cJSON_Delete(config);
         return 1;
     }
-    fprintf(stderr,
-            "{\"level\":\"info\",\"msg\":\"serving\",\"listen\":\"%s\",\"history\":\"%s\","
-            "\"workers\":%d,\"variant\":\"%s\",\"metrics_port\":%d,\"model\":\"%s\","
-            "\"state_cache\":%zu}\n",
-            opts.server.listen_addr, opts.server.history_path, opts.server.n_workers,
-            opts.server.variant, dr_server_metrics_port(srv), bundle ? dr_bundle_name(bundle) : "",
-            bundle ? opts.server.state_cache_users : 0);
+    dr_log_begin(&line, DR_LOG_INFO, "serving");
+    dr_log_str(&line, "listen", opts.server.listen_addr);
+    dr_log_str(&line, "history", opts.server.history_path);
+    dr_log_int(&line, "workers", opts.server.n_workers);
+    dr_log_str(&line, "variant", opts.server.variant);
+    dr_log_int(&line, "metrics_port", dr_server_metrics_port(srv));
+    dr_log_str(&line, "model", bundle ? dr_bundle_name(bundle) : "");
+    dr_log_int(&line, "state_cache", bundle ? (long long)opts.server.state_cache_users : 0);
+    dr_log_int(&line, "impression_queue", bundle ? (long long)opts.server.impression_queue : 0);
+    dr_log_end(&line);
     int sig = 0;
     sigwait(&signals, &sig);
-    fprintf(stderr, "{\"level\":\"info\",\"msg\":\"draining\",\"signal\":%d}\n", sig);
+    dr_log_begin(&line, DR_LOG_INFO, "draining");
+    dr_log_int(&line, "signal", sig);
+    dr_log_end(&line);
     dr_server_shutdown(srv);
     dr_bundle_destroy(bundle); /* after the server: its workers read the bundle until then */
-    fprintf(stderr, "{\"level\":\"info\",\"msg\":\"stopped\"}\n");
+    dr_log(DR_LOG_INFO, "stopped");
     cJSON_Delete(config);
     return 0;
 }

@@ -37,6 +37,16 @@ static const char *const hist_help[DR_HIST_COUNT] = {"Time a request waited in t
                                                      "Time a handler ran",
                                                      "Time from a request's arrival to its reply"};
 
+const char *dr_metrics_method_name(enum dr_metric_method method)
+{
+    return (unsigned)method < DR_METRIC_METHOD_COUNT ? method_names[method] : "unknown";
+}
+
+const char *dr_metrics_status_name(int status)
+{
+    return status >= 0 && status < DR_METRIC_STATUS_COUNT ? status_names[status] : "UNKNOWN";
+}
+
 struct histogram {
     atomic_uint_fast64_t buckets[N_BUCKETS + 1]; /* last: +Inf */
     atomic_uint_fast64_t sum_ns;

@@ -39,6 +39,10 @@ enum dr_metric_skip {
 
 struct dr_metrics;
 
+/* "Recommend", ... "unknown"; "OK", "INVALID_ARGUMENT", ... (UNKNOWN out of range). */
+const char *dr_metrics_method_name(enum dr_metric_method method);
+const char *dr_metrics_status_name(int status);
+
 /* labels: variant (may be ""), kernel ISA and model version for the info gauges. */
 enum dr_status dr_metrics_create(const char *variant, const char *kernel_isa,
                                  struct dr_metrics **out);

@@ -37,6 +37,7 @@
 #include "history.h"
 #include "impression_log.h"
 #include "kernels.h"
+#include "log.h"
 #include "metrics.h"
 #include "model_file.h"
 #include "recommend.h"
@@ -92,6 +93,8 @@ struct dr_server {
     /* Request ids the server makes up: a random per-process seed and a counter. */
     uint64_t request_id_seed;
     atomic_uint_fast64_t n_request_ids;
+    /* Failed requests the server is to blame for are logged (WARN) at most 10 a second. */
+    struct dr_log_rate failure_log_rate;
     atomic_bool is_draining;
     char variant[DR_MAX_TAG_BYTES + 1];
 };
@@ -110,6 +113,8 @@ struct call {
     uint64_t queued_ns;        /* how long it waited in the work queue */
     /* decoded request: one of these, freed with the call */
     ProtobufCMessage *request;
+    /* the request id the reply carries when the server made it up (for the log line) */
+    ProtobufCBinaryData made_request_id;
     /* reply */
     grpc_byte_buffer *reply;
     grpc_slice status_details;
@@ -123,7 +128,7 @@ static void post_request(struct dr_server *srv, enum method m)
 {
     struct call *c = calloc(1, sizeof *c);
     if (!c) {
-        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"out of memory posting a request\"}\n");
+        dr_log(DR_LOG_ERROR, "out of memory posting a request");
         return;
     }
     c->srv = srv;
@@ -166,6 +171,92 @@ static void free_call(struct call *c)
 }
 
 /* ---- replies --------------------------------------------------------------------------- */
+
+/* Whose request this is, for its log line: *user and *len, or *is_several (an Ingest batch of
+ * several users); nothing for requests without users. */
+static void request_user(const struct call *c, const ProtobufCBinaryData **user, bool *is_several)
+{
+    *user = NULL;
+    *is_several = false;
+    if (!c->request)
+        return;
+    if (c->method == M_RECOMMEND) {
+        const Driftrec__V1__RecommendRequest *r = (const void *)c->request;
+        *user = r->has_user_id && r->user_id.len ? &r->user_id : NULL;
+    } else if (c->method == M_RANK) {
+        const Driftrec__V1__RankRequest *r = (const void *)c->request;
+        *user = r->has_user_id && r->user_id.len ? &r->user_id : NULL;
+    } else if (c->method == M_INGEST) {
+        const Driftrec__V1__IngestRequest *r = (const void *)c->request;
+        for (size_t i = 0; i < r->n_events; i++) {
+            const ProtobufCBinaryData *u = &r->events[i]->user_id;
+            if (!r->events[i]->has_user_id || u->len == 0)
+                continue;
+            if (*user && (u->len != (*user)->len || memcmp(u->data, (*user)->data, u->len) != 0)) {
+                *user = NULL;
+                *is_several = true;
+                return;
+            }
+            *user = u;
+        }
+    }
+}
+
+static const ProtobufCBinaryData *request_id_of(const struct call *c)
+{
+    if (c->made_request_id.len)
+        return &c->made_request_id;
+    if (c->method == M_RECOMMEND && c->request) {
+        const Driftrec__V1__RecommendRequest *r = (const void *)c->request;
+        return r->has_request_id && r->request_id.len ? &r->request_id : NULL;
+    }
+    if (c->method == M_RANK && c->request) {
+        const Driftrec__V1__RankRequest *r = (const void *)c->request;
+        return r->has_request_id && r->request_id.len ? &r->request_id : NULL;
+    }
+    return NULL;
+}
+
+static bool contains(const char *text, const ProtobufCBinaryData *needle)
+{
+    return needle && needle->len && memmem(text, strlen(text), needle->data, needle->len);
+}
+
+/* One line per request at DEBUG; failures the server is to blame for (its errors, overload,
+ * deadlines it let pass) at WARN, rate-limited.  The user appears only as the keyed hash. */
+static void log_request(struct call *c, grpc_status_code status, const char *msg)
+{
+    bool is_fault = status == GRPC_STATUS_INTERNAL || status == GRPC_STATUS_UNAVAILABLE ||
+                    status == GRPC_STATUS_RESOURCE_EXHAUSTED ||
+                    status == GRPC_STATUS_DEADLINE_EXCEEDED || status == GRPC_STATUS_UNKNOWN ||
+                    status == GRPC_STATUS_DATA_LOSS;
+    enum dr_log_level level = is_fault ? DR_LOG_WARN : DR_LOG_DEBUG;
+    uint64_t n_suppressed = 0;
+    if (!dr_log_enabled(level) ||
+        (is_fault && !dr_log_rate_allow(&c->srv->failure_log_rate, &n_suppressed)))
+        return;
+    struct dr_log_line line;
+    dr_log_begin(&line, level, status == GRPC_STATUS_OK ? "request" : "request failed");
+    dr_log_str(&line, "method", dr_metrics_method_name((enum dr_metric_method)c->method));
+    dr_log_str(&line, "code", dr_metrics_status_name((int)status));
+    const ProtobufCBinaryData *user;
+    bool is_several;
+    request_user(c, &user, &is_several);
+    if (user)
+        dr_log_user(&line, (const char *)user->data, user->len);
+    else if (is_several)
+        dr_log_str(&line, "user", "several");
+    const ProtobufCBinaryData *request_id = request_id_of(c);
+    if (request_id)
+        dr_log_strn(&line, "request_id", (const char *)request_id->data, request_id->len);
+    dr_log_int(&line, "us", (long long)((dr_now_ns() - c->start_ns) / 1000));
+    /* No message names a user today; should one ever echo the id, the id stays out. */
+    if (msg && msg[0])
+        dr_log_str(&line, "detail", contains(msg, user) ? "(omitted: names the user)" : msg);
+    if (n_suppressed)
+        dr_log_int(&line, "suppressed", (long long)n_suppressed);
+    dr_log_end(&line);
+}
 
 /* Starts the call's one final batch.  body (may be NULL) is a packed message; msg is the
  * status detail.  The call is freed when the batch completes. */
@@ -210,10 +301,13 @@ static void reply(struct call *c, grpc_status_code status, const char *msg,
     dr_metrics_count_request(c->srv->metrics, (enum dr_metric_method)c->method, (int)status);
     dr_metrics_observe_ns(c->srv->metrics, DR_HIST_E2E, (enum dr_metric_method)c->method,
                           dr_now_ns() - c->start_ns);
+    log_request(c, status, msg);
     grpc_call_error e = grpc_call_start_batch(c->call, ops, n, c, NULL);
     if (e != GRPC_CALL_OK) {
-        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"start_batch failed\",\"code\":%d}\n",
-                (int)e);
+        struct dr_log_line line;
+        dr_log_begin(&line, DR_LOG_ERROR, "start_batch failed");
+        dr_log_int(&line, "code", (long long)e);
+        dr_log_end(&line);
         free_call(c);
     }
 }
@@ -274,8 +368,11 @@ static void handle_ingest(struct call *c)
                                                        &accepted, &duplicates, NULL, &err);
     free(events);
     if (st != DR_OK) {
-        fprintf(stderr, "{\"level\":\"error\",\"msg\":\"ingest failed\",\"detail\":\"%s\"}\n",
-                err.msg);
+        struct dr_log_line line;
+        dr_log_begin(&line, DR_LOG_ERROR, "ingest failed");
+        dr_log_int(&line, "events", (long long)req->n_events);
+        dr_log_str(&line, "detail", err.msg);
+        dr_log_end(&line);
         reply(c, status_of(st), "ingest failed: the events were not stored", NULL);
         return;
     }
@@ -394,6 +491,7 @@ static void handle_recommend(struct call *c)
                      (unsigned long long)mix64(srv->request_id_seed + n));
             resp.has_request_id = 1;
             resp.request_id = bytes_of(request_id);
+            c->made_request_id = resp.request_id; /* read by reply's log line, before it returns */
         }
         fill_timings(c, resp.timings);
         /* Before the reply: the response points into the request, which goes with the call. */
@@ -747,6 +845,31 @@ static enum dr_status load_text_model(struct dr_server *srv, const char *path, s
     return st;
 }
 
+/* The log's user-id key: the configured file, else one next to the history (made when
+ * absent, so a deployment's hashes stay the same across restarts). */
+static enum dr_status load_log_key(const struct dr_server_opts *opts, struct dr_error *err)
+{
+    char path[1024];
+    if (opts->log_key_path && opts->log_key_path[0])
+        snprintf(path, sizeof path, "%s", opts->log_key_path);
+    else if ((size_t)snprintf(path, sizeof path, "%s/log-key", opts->history_path) >= sizeof path)
+        return dr_error_set(err, DR_ERR_INVALID_ARG, "history path too long: %s",
+                            opts->history_path);
+    uint8_t key[DR_LOG_KEY_MAX_BYTES];
+    size_t len = 0;
+    bool is_created = false;
+    enum dr_status st = dr_log_key_load_or_create(path, key, &len, &is_created, err);
+    if (st == DR_OK)
+        st = dr_log_set_key(key, len);
+    if (st == DR_OK && is_created) {
+        struct dr_log_line line;
+        dr_log_begin(&line, DR_LOG_INFO, "made a new key for user ids in the log");
+        dr_log_str(&line, "path", path);
+        dr_log_end(&line);
+    }
+    return st;
+}
+
 static void cache_stats(void *rec, struct dr_state_cache_stats *out)
 {
     dr_recommender_cache_stats(rec, out);
@@ -771,6 +894,9 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
                           opts->history_path);
         goto fail;
     }
+    st = load_log_key(opts, err);
+    if (st != DR_OK)
+        goto fail;
     struct dr_history_opts hopts = {.map_size_bytes = opts->history_map_bytes};
     st = dr_history_open(opts->history_path, &hopts, &srv->history, err);
     if (st != DR_OK)

@@ -28,6 +28,9 @@ struct dr_server_opts {
     /* Recommend's impressions buffered for the event log's group-commit writer (with a bundle);
      * 0 = impressions are not logged. */
     size_t impression_queue;
+    /* The key that user ids in log lines are hashed with (log.h): a file of hex digits, made
+     * (mode 0600) when absent.  NULL or "": <history_path>/log-key. */
+    const char *log_key_path;
 };
 
 void dr_server_opts_default(struct dr_server_opts *opts);

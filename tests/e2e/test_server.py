@@ -5,6 +5,8 @@ directory, talks to it through grpcio, and stops it.  The binaries and the gener
 Python messages come from the build tree (DR_SERVER_BIN, DR_HISTORY_BIN, DR_PROTO_PY,
 set by ctest).
 """
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -942,9 +944,11 @@ class RecommendWithBundle(unittest.TestCase):
                 t.start()
             while n_calls[0] < 100 and all(t.is_alive() for t in threads):
                 time.sleep(0.02)
-            self.assertEqual(srv.stop(signal.SIGTERM), 0, srv.stderr())
+            srv.proc.send_signal(signal.SIGTERM)  # the clients' channel stays open meanwhile
+            self.assertEqual(srv.proc.wait(timeout=30), 0, srv.stderr())
             for t in threads:
                 t.join(timeout=30)
+            srv.stop()
             self.assertEqual(errors, [])
             self.assertGreaterEqual(len(shown), 100)
             logged = {}
@@ -955,6 +959,85 @@ class RecommendWithBundle(unittest.TestCase):
             # A call may be logged and then cancelled by the shutdown before its client has the
             # reply: at most one per client.
             self.assertLessEqual(len(set(logged) - set(shown)), len(threads))
+    def test_log_lines_name_users_only_by_keyed_hash(self):
+        user = "alice.secret-4711@example.com"
+
+        def expected_hash(key_file):
+            with open(key_file) as f:
+                key = bytes.fromhex(f.read().strip())
+            return hmac.new(key, user.encode(), hashlib.sha256).hexdigest()[:16]
+
+        def requests(srv, n):
+            srv.ingest([event(user=user, item="item-4", ts=T0 + n, event_id=f"log-{n}")])
+            self.recommend(user, srv=srv, k=3, request_id=f"log-req-{n}")
+            srv.call("/driftrec.v1.Recommender/Rank",
+                     pb.RankRequest(user_id=user, candidate_item_ids=["item-1", "item-2"]),
+                     pb.RankResponse)
+            with self.assertRaises(grpc.RpcError):  # a failing request is logged too
+                self.recommend(user, srv=srv, k=3, category="boats")
+
+        def user_lines(srv):
+            text = srv.stderr()
+            self.assertNotIn(user, text)
+            self.assertNotIn("alice", text)
+            lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+            self.assertTrue(all("ts" in x and x["level"] in ("info", "debug") for x in lines))
+            return [x for x in lines if "user" in x]
+
+        with tempfile.TemporaryDirectory() as d:
+            hist = d + "/history"
+            srv = Server(hist, "--model", self.bundle.path, "--log-level", "debug")
+            try:
+                requests(srv, 1)
+            finally:
+                self.assertEqual(srv.stop(), 0, srv.stderr())
+            key_file = hist + "/log-key"  # made next to the history, for the service alone
+            for path in (key_file, hist + "/data.mdb", hist + "/lock.mdb"):
+                self.assertEqual(os.stat(path).st_mode & 0o777, 0o600, path)
+            self.assertEqual(os.stat(hist).st_mode & 0o777, 0o700)
+            want = expected_hash(key_file)
+            lines = user_lines(srv)
+            self.assertEqual({x["user"] for x in lines}, {want})
+            self.assertEqual(sorted((x["method"], x["code"]) for x in lines),
+                             [("Ingest", "OK"), ("Rank", "OK"), ("Recommend", "INVALID_ARGUMENT"),
+                              ("Recommend", "OK")])
+            failed = [x for x in lines if x["code"] != "OK"][0]
+            self.assertIn('category "boats"', failed["detail"])
+            self.assertIn("log-req-1", {x.get("request_id") for x in lines})
+            # The event log keeps the real id (for retraining and A/B analysis).
+            self.assertIn(user, {x["user_id"] for x in history(hist, "log")})
+
+            # A restart with the same key: the same hash.
+            srv = Server(hist, "--model", self.bundle.path, "--log-level", "debug")
+            try:
+                requests(srv, 2)
+            finally:
+                self.assertEqual(srv.stop(), 0, srv.stderr())
+            self.assertEqual({x["user"] for x in user_lines(srv)}, {want})
+
+            # Another key (flag), made where it says: another hash.
+            other_key = d + "/keys/other.key"
+            os.makedirs(d + "/keys")
+            srv = Server(hist, "--model", self.bundle.path, "--log-level", "debug",
+                         "--log-key-file", other_key)
+            try:
+                requests(srv, 3)
+            finally:
+                self.assertEqual(srv.stop(), 0, srv.stderr())
+            self.assertEqual(os.stat(other_key).st_mode & 0o777, 0o600)
+            other = expected_hash(other_key)
+            self.assertNotEqual(other, want)
+            self.assertEqual({x["user"] for x in user_lines(srv)}, {other})
+
+            # A key others may read is refused, with the fix named.
+            os.chmod(other_key, 0o644)
+            r = subprocess.run([SERVER_BIN, "--history", hist, "--listen",
+                                f"127.0.0.1:{free_port()}", "--metrics", "off",
+                                "--log-key-file", other_key],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 1, r.stderr)
+            self.assertIn("chmod 600", r.stderr)
+
 
 class KillDuringIngest(unittest.TestCase):
     def test_every_acknowledged_event_survives_kill_9(self):
