@@ -40,6 +40,9 @@ static void usage(FILE *out)
             "  --variant NAME       A/B arm reported in the x-variant reply header (env "
             "DR_VARIANT)\n"
             "  --drain-grace-ms N   in-flight calls' grace period at shutdown (default 5000)\n"
+            "  --drain-delay-ms N   at SIGTERM, health answers NOT_SERVING for N ms while\n"
+            "                       calls are still served, so load balancers stop routing\n"
+            "                       here before the port closes (default 0)\n"
             "  --log-level LEVEL    error, warn, info (default) or debug: debug adds a line per\n"
             "                       request (env DR_LOG_LEVEL).  Logs are JSON lines on stderr\n"
             "  --log-key-file FILE  key of the user-id hash in log lines: 32 to 128 hex digits,\n"
@@ -52,7 +55,12 @@ static void usage(FILE *out)
             "  --text-model DIR     BERT model directory served by Embed (env "
             "DR_TEXT_MODEL)\n"
             "  --model DIR          model bundle served by Recommend and Rank (env DR_MODEL;\n"
-            "                       docs/bundle.md); a bad bundle stops the start, exit 2\n"
+            "                       docs/bundle.md), loaded after the port opens: until it\n"
+            "                       is loaded and warm, health says NOT_SERVING for\n"
+            "                       driftrec.v1.Recommender and Recommend and Rank answer\n"
+            "                       UNAVAILABLE; a bad bundle stops the server, exit 2\n"
+            "  --warmup N           index searches the model's warm-up runs before it is\n"
+            "                       served (item vectors as queries; default 100)\n"
             "  --state-cache N      users whose interest state is cached, 0 for none "
             "(default 100000)\n"
             "  --impression-queue N Recommend's impressions (one per returned item) buffered\n"
@@ -133,6 +141,10 @@ static bool apply_option(struct options *o, const char *name, const char *v, con
         opts->metrics_addr = strcmp(v, "off") == 0 ? "" : v;
     else if (strcmp(name, "drain-grace-ms") == 0)
         opts->drain_grace_ms = (int)parse_count(label, v, 600000);
+    else if (strcmp(name, "drain-delay-ms") == 0)
+        opts->drain_delay_ms = strcmp(v, "0") == 0 ? 0 : (int)parse_count(label, v, 600000);
+    else if (strcmp(name, "warmup") == 0)
+        opts->warmup_queries = strcmp(v, "0") == 0 ? 0 : (size_t)parse_count(label, v, 10000000L);
     else if (strcmp(name, "log-key-file") == 0)
         opts->log_key_path = v;
     else if (strcmp(name, "log-level") == 0) {
@@ -277,24 +289,20 @@ int main(int argc, char **argv)
 
     dr_log_set_level(opts.log_level);
 
-    /* Blocked before anything may start a thread (the bundle's loader included): a SIGINT
-     * during a long load waits, and the server drains at once after the start. */
+    /* Blocked before anything may start a thread (the server's, the bundle loader's): a
+     * SIGINT during a long load waits, and the server drains at once after it. */
     sigset_t signals;
     sigemptyset(&signals);
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
 
-    struct dr_bundle *bundle = NULL;
-    if (opts.model_dir && opts.model_dir[0]) {
-        bundle = load_bundle(opts.model_dir);
-        if (!bundle) {
-            cJSON_Delete(config);
-            return 2;
-        }
-    }
-    opts.server.bundle = bundle;
-
+    /* The server starts first and the bundle loads while it serves: health answers during
+     * the load ("" SERVING: alive; driftrec.v1.Recommender NOT_SERVING until the model is
+     * loaded and warm), so a liveness probe does not kill a server that is loading a large
+     * model, and Recommend gets a retryable UNAVAILABLE meanwhile. */
+    bool has_model = opts.model_dir && opts.model_dir[0];
+    opts.server.is_model_expected = has_model;
     struct dr_server *srv = NULL;
     struct dr_error err = {0};
     struct dr_log_line line;
@@ -302,7 +310,6 @@ int main(int argc, char **argv)
         dr_log_begin(&line, DR_LOG_ERROR, "cannot start");
         dr_log_str(&line, "detail", err.msg);
         dr_log_end(&line);
-        dr_bundle_destroy(bundle);
         cJSON_Delete(config);
         return 1;
     }
@@ -312,10 +319,33 @@ int main(int argc, char **argv)
     dr_log_int(&line, "workers", opts.server.n_workers);
     dr_log_str(&line, "variant", opts.server.variant);
     dr_log_int(&line, "metrics_port", dr_server_metrics_port(srv));
-    dr_log_str(&line, "model", bundle ? dr_bundle_name(bundle) : "");
-    dr_log_int(&line, "state_cache", bundle ? (long long)opts.server.state_cache_users : 0);
-    dr_log_int(&line, "impression_queue", bundle ? (long long)opts.server.impression_queue : 0);
+    dr_log_str(&line, "model_dir", has_model ? opts.model_dir : "");
     dr_log_end(&line);
+
+    struct dr_bundle *bundle = NULL;
+    if (has_model) {
+        bundle = load_bundle(opts.model_dir);
+        uint64_t start_ns = dr_now_ns();
+        if (bundle && dr_server_set_model(srv, bundle, &err) != DR_OK) {
+            dr_log_begin(&line, DR_LOG_ERROR, "cannot serve the model bundle");
+            dr_log_str(&line, "detail", err.msg);
+            dr_log_end(&line);
+            dr_bundle_destroy(bundle);
+            bundle = NULL;
+        }
+        if (!bundle) { /* the start fails as a whole: exit status 2, like a bad flag */
+            dr_server_shutdown(srv);
+            cJSON_Delete(config);
+            return 2;
+        }
+        dr_log_begin(&line, DR_LOG_INFO, "model ready");
+        dr_log_str(&line, "model", dr_bundle_name(bundle));
+        dr_log_int(&line, "state_cache", (long long)opts.server.state_cache_users);
+        dr_log_int(&line, "impression_queue", (long long)opts.server.impression_queue);
+        dr_log_int(&line, "warmup_queries", (long long)opts.server.warmup_queries);
+        dr_log_double(&line, "warmup_ms", (double)(dr_now_ns() - start_ns) / 1e6);
+        dr_log_end(&line);
+    }
     int sig = 0;
     sigwait(&signals, &sig);
     dr_log_begin(&line, DR_LOG_INFO, "draining");

@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -54,13 +55,15 @@ struct histogram {
 
 struct dr_metrics {
     char variant[129], kernel_isa[32];
+    /* "metrics_model": a leaf lock; the model may be set while the HTTP thread renders. */
+    pthread_mutex_t model_lock;
     char model_name[129], model_version[129];
     atomic_uint_fast64_t requests[DR_METRIC_METHOD_COUNT][DR_METRIC_STATUS_COUNT];
     atomic_uint_fast64_t deadline_drops;
     atomic_uint_fast64_t skipped[DR_SKIP_COUNT];
-    void (*cache_fn)(void *, struct dr_state_cache_stats *);
+    bool (*cache_fn)(void *, struct dr_state_cache_stats *);
     void *cache_ctx;
-    void (*impressions_fn)(void *, struct dr_impression_log_stats *);
+    bool (*impressions_fn)(void *, struct dr_impression_log_stats *);
     void *impressions_ctx;
     struct histogram hist[DR_HIST_COUNT][DR_METRIC_METHOD_COUNT];
     size_t (*queue_depth_fn)(void *);
@@ -76,6 +79,7 @@ enum dr_status dr_metrics_create(const char *variant, const char *kernel_isa,
         return DR_ERR_NOMEM;
     snprintf(m->variant, sizeof m->variant, "%s", variant ? variant : "");
     snprintf(m->kernel_isa, sizeof m->kernel_isa, "%s", kernel_isa ? kernel_isa : "");
+    pthread_mutex_init(&m->model_lock, NULL);
     *out = m;
     return DR_OK;
 }
@@ -86,6 +90,7 @@ void dr_metrics_destroy(struct dr_metrics *m)
         return;
     if (m->httpd)
         MHD_stop_daemon(m->httpd);
+    pthread_mutex_destroy(&m->model_lock);
     free(m);
 }
 
@@ -126,8 +131,10 @@ void dr_metrics_set_queue_depth_fn(struct dr_metrics *m, size_t (*fn)(void *), v
 
 void dr_metrics_set_model(struct dr_metrics *m, const char *name, const char *version)
 {
+    pthread_mutex_lock(&m->model_lock);
     snprintf(m->model_name, sizeof m->model_name, "%s", name ? name : "");
     snprintf(m->model_version, sizeof m->model_version, "%s", version ? version : "");
+    pthread_mutex_unlock(&m->model_lock);
 }
 
 void dr_metrics_count_skipped(struct dr_metrics *m, enum dr_metric_skip reason, uint64_t n)
@@ -137,14 +144,14 @@ void dr_metrics_count_skipped(struct dr_metrics *m, enum dr_metric_skip reason, 
 }
 
 void dr_metrics_set_cache_fn(struct dr_metrics *m,
-                             void (*fn)(void *ctx, struct dr_state_cache_stats *out), void *ctx)
+                             bool (*fn)(void *ctx, struct dr_state_cache_stats *out), void *ctx)
 {
     m->cache_fn = fn;
     m->cache_ctx = ctx;
 }
 
 void dr_metrics_set_impressions_fn(struct dr_metrics *m,
-                                   void (*fn)(void *ctx, struct dr_impression_log_stats *out),
+                                   bool (*fn)(void *ctx, struct dr_impression_log_stats *out),
                                    void *ctx)
 {
     m->impressions_fn = fn;
@@ -219,9 +226,8 @@ char *dr_metrics_render(struct dr_metrics *m)
     for (int r = 0; r < DR_SKIP_COUNT; r++)
         put(&t, "driftrec_skipped_events_total{reason=\"%s\"} %llu\n", skip_reasons[r],
             (unsigned long long)load(&m->skipped[r]));
-    if (m->cache_fn) {
-        struct dr_state_cache_stats cs;
-        m->cache_fn(m->cache_ctx, &cs);
+    struct dr_state_cache_stats cs;
+    if (m->cache_fn && m->cache_fn(m->cache_ctx, &cs)) {
         const struct {
             const char *name, *help;
             uint64_t value;
@@ -252,9 +258,8 @@ char *dr_metrics_render(struct dr_metrics *m)
             "# TYPE driftrec_state_cache_capacity gauge\ndriftrec_state_cache_capacity %zu\n",
             cs.entries, cs.capacity);
     }
-    if (m->impressions_fn) {
-        struct dr_impression_log_stats is;
-        m->impressions_fn(m->impressions_ctx, &is);
+    struct dr_impression_log_stats is;
+    if (m->impressions_fn && m->impressions_fn(m->impressions_ctx, &is)) {
         put(&t,
             "# HELP driftrec_impressions_logged_total Recommend impressions committed to the "
             "event log.\n# TYPE driftrec_impressions_logged_total counter\n"
@@ -305,10 +310,12 @@ char *dr_metrics_render(struct dr_metrics *m)
             "# HELP driftrec_queue_depth Requests waiting for a worker.\n"
             "# TYPE driftrec_queue_depth gauge\ndriftrec_queue_depth %zu\n",
             m->queue_depth_fn(m->queue_depth_ctx));
+    pthread_mutex_lock(&m->model_lock);
     put(&t,
         "# HELP driftrec_info Build and runtime facts (value 1).\n# TYPE driftrec_info gauge\n"
         "driftrec_info{kernel_isa=\"%s\",variant=\"%s\",model=\"%s\",model_version=\"%s\"} 1\n",
         m->kernel_isa, m->variant, m->model_name, m->model_version);
+    pthread_mutex_unlock(&m->model_lock);
 #ifdef DR_HAVE_JEMALLOC
     uint64_t epoch = 1;
     size_t sz = sizeof epoch;

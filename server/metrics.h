@@ -7,6 +7,7 @@
 #ifndef DR_METRICS_H
 #define DR_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,15 +55,18 @@ void dr_metrics_observe_ns(struct dr_metrics *m, enum dr_metric_hist hist,
 void dr_metrics_count_deadline_drop(struct dr_metrics *m);
 /* A gauge read at scrape time (e.g. the work queue's depth). */
 void dr_metrics_set_queue_depth_fn(struct dr_metrics *m, size_t (*fn)(void *), void *ctx);
+/* The info gauge's model; any time, any thread (a model may be loaded after the start). */
 void dr_metrics_set_model(struct dr_metrics *m, const char *name, const char *version);
 void dr_metrics_count_skipped(struct dr_metrics *m, enum dr_metric_skip reason, uint64_t n);
-/* The user-state cache's counters, read at scrape time through fn(ctx, out). */
+/* The user-state cache's counters, read at scrape time through fn(ctx, out); fn returns
+ * false while there are none to show (no model yet, or no cache).  Set before
+ * dr_metrics_listen; fn is called from the HTTP thread. */
 void dr_metrics_set_cache_fn(struct dr_metrics *m,
-                             void (*fn)(void *ctx, struct dr_state_cache_stats *out), void *ctx);
+                             bool (*fn)(void *ctx, struct dr_state_cache_stats *out), void *ctx);
 
-/* The impression log's counters, read at scrape time through fn(ctx, out). */
+/* The impression log's counters, likewise. */
 void dr_metrics_set_impressions_fn(struct dr_metrics *m,
-                                   void (*fn)(void *ctx, struct dr_impression_log_stats *out),
+                                   bool (*fn)(void *ctx, struct dr_impression_log_stats *out),
                                    void *ctx);
 
 /* Prometheus text exposition of the current values; returns owned (free()). */

@@ -876,9 +876,15 @@ void dr_recommender_cache_stats(struct dr_recommender *rec, struct dr_state_cach
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
+const struct dr_bundle *dr_recommender_bundle(const struct dr_recommender *rec)
+{
+    return rec->bundle;
+}
+
 enum dr_status dr_recommender_create(const struct dr_bundle *bundle, struct dr_history *history,
                                      struct dr_metrics *metrics, size_t cache_users,
-                                     struct dr_recommender **out, struct dr_error *err)
+                                     size_t n_warmup, struct dr_recommender **out,
+                                     struct dr_error *err)
 {
     struct dr_recommender *rec = calloc(1, sizeof *rec);
     if (!rec)
@@ -915,8 +921,9 @@ enum dr_status dr_recommender_create(const struct dr_bundle *bundle, struct dr_h
         return dr_error_set(err, st, "recommender: out of memory");
     }
 
-    /* Warm-up: the empty-history vector and one search, so the first client does not pay
-     * for page faults in the model, the vectors and the index. */
+    /* Warm-up: the empty-history vector and its search, then n_warmup searches from item
+     * vectors spread over the bundle, so the first clients do not pay for page faults in the
+     * model, the vectors and the index (mapped, and cold after a deploy). */
     struct dr_rec_call *c = dr_recommender_call_begin(rec);
     if (!c) {
         dr_recommender_destroy(rec);
@@ -929,6 +936,11 @@ enum dr_status dr_recommender_create(const struct dr_bundle *bundle, struct dr_h
     if (st == DR_OK)
         st = dr_ann_search(c->searcher, c->user_vec, DEFAULT_K,
                            &(struct dr_ann_query_opts){.ef = rec->ef}, c->ids, NULL, &n_out);
+    for (size_t i = 0; i < n_warmup && st == DR_OK; i++) {
+        size_t row = (size_t)((uint64_t)i * rec->n_items / n_warmup);
+        st = dr_ann_search(c->searcher, dr_bundle_item_vector(bundle, row), DEFAULT_K,
+                           &(struct dr_ann_query_opts){.ef = rec->ef}, c->ids, NULL, &n_out);
+    }
     dr_recommender_call_end(rec, c);
     if (st != DR_OK) {
         dr_recommender_destroy(rec);

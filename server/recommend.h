@@ -30,14 +30,22 @@
 
 struct dr_recommender;
 
+#define DR_WARMUP_DEFAULT_QUERIES 100
+
 /* bundle, history, metrics (may be NULL): borrowed, they must outlive the recommender.
  * cache_users: the state cache's capacity in users (0: no cache, every call replays).
- * Warms up (the empty-history user vector and one index search) before returning.
+ * Warms up before returning: the empty-history user vector and its index search, then
+ * n_warmup searches with item vectors spread over the bundle as queries, so the first
+ * clients do not pay for page faults in the model, the vectors and the index.
  * *out: returns owned (free with dr_recommender_destroy). */
 enum dr_status dr_recommender_create(const struct dr_bundle *bundle, struct dr_history *history,
                                      struct dr_metrics *metrics, size_t cache_users,
-                                     struct dr_recommender **out, struct dr_error *err);
+                                     size_t n_warmup, struct dr_recommender **out,
+                                     struct dr_error *err);
 void dr_recommender_destroy(struct dr_recommender *rec); /* NULL is a no-op */
+
+/* The bundle it serves (borrowed from the creator). */
+const struct dr_bundle *dr_recommender_bundle(const struct dr_recommender *rec);
 
 /* One call's scratch.  _begin returns one from the pool (NULL: out of memory); _end returns it.
  * A response filled through a scratch points into it (and into the request and the bundle):

@@ -9,8 +9,12 @@
  * Pollers decode and validate (cheap, bounded by the message size limit), then hand the call
  * to the work pool; a full pool answers RESOURCE_EXHAUSTED at once.  Workers run the
  * handler and start the reply batch; its completion (on a poller) frees the call.
- * Shutdown: health NOT_SERVING, shutdown_and_notify on a separate pluck queue, cancel what
- * outlives the grace period, drain the work pool, destroy, drain the queue, join pollers.
+ * The recommendation model arrives after the start (dr_server_set_model, while health and
+ * Ingest are served): the recommender and the impression log are published with release
+ * stores and read with acquire loads; until then Recommend and Rank answer UNAVAILABLE.
+ * Shutdown: health NOT_SERVING (for drain_delay_ms calls are still served), then
+ * shutdown_and_notify on a separate pluck queue, cancel what outlives the grace period, drain
+ * the work pool, destroy, drain the queue, join pollers, commit the queued impressions.
  */
 #include "server.h"
 
@@ -86,18 +90,31 @@ struct dr_server {
     struct dr_bert *bert;
     struct dr_tokenizer *tokenizer;
     char model_name[128], model_version[128];
-    /* Recommend and Rank from opts.bundle, with the user-state cache; NULL without a bundle. */
-    struct dr_recommender *rec;
-    /* Recommend's impressions on their way to the event log; NULL: not logged. */
-    struct dr_impression_log *impressions;
+    /* Recommend and Rank, with the user-state cache, and Recommend's impressions on their way
+     * to the event log: NULL until dr_server_set_model publishes them (release stores; the
+     * readers' acquire loads then see them fully built), NULL for good without a model. */
+    _Atomic(struct dr_recommender *) rec;
+    _Atomic(struct dr_impression_log *) impressions;
+    /* "model": Ingest holds it shared from reading rec to the end of its write, so no Ingest
+     * that bypassed the state cache is still writing when the recommender appears (its events
+     * could be missing from a state cached meanwhile); dr_server_set_model holds it exclusive
+     * to publish.  Writer-preferring, so a stream of Ingest cannot hold the model back. */
+    pthread_rwlock_t model_lock;
     /* Request ids the server makes up: a random per-process seed and a counter. */
     uint64_t request_id_seed;
     atomic_uint_fast64_t n_request_ids;
     /* Failed requests the server is to blame for are logged (WARN) at most 10 a second. */
     struct dr_log_rate failure_log_rate;
-    atomic_bool is_draining;
+    atomic_bool is_draining; /* health: NOT_SERVING (from the drain's start) */
+    atomic_bool is_stopping; /* gRPC shutdown has begun: requests are no longer re-posted */
     char variant[DR_MAX_TAG_BYTES + 1];
 };
+
+/* Acquire: pairs with dr_server_set_model's release store (the recommender is fully built). */
+static struct dr_recommender *recommender(struct dr_server *srv)
+{
+    return atomic_load_explicit(&srv->rec, memory_order_acquire);
+}
 
 struct call {
     struct dr_server *srv;
@@ -362,10 +379,13 @@ static void handle_ingest(struct call *c)
     size_t accepted = 0, duplicates = 0;
     struct dr_error err = {0};
     /* With a model, the write also advances the cached states of the users it touches. */
-    enum dr_status st = c->srv->rec ? dr_recommender_ingest(c->srv->rec, events, req->n_events,
-                                                            &accepted, &duplicates, &err)
-                                    : dr_history_write(c->srv->history, events, req->n_events,
-                                                       &accepted, &duplicates, NULL, &err);
+    pthread_rwlock_rdlock(&c->srv->model_lock);
+    struct dr_recommender *rec = recommender(c->srv);
+    enum dr_status st =
+        rec ? dr_recommender_ingest(rec, events, req->n_events, &accepted, &duplicates, &err)
+            : dr_history_write(c->srv->history, events, req->n_events, &accepted, &duplicates, NULL,
+                               &err);
+    pthread_rwlock_unlock(&c->srv->model_lock);
     free(events);
     if (st != DR_OK) {
         struct dr_log_line line;
@@ -406,7 +426,8 @@ static void handle_get_model(struct call *c)
     Driftrec__V1__ModelInfo *ptrs[2];
     const char *isa = dr_isa_name(dr_kernels_get()->isa);
     size_t n = 0;
-    const struct dr_bundle *b = srv->opts.bundle;
+    struct dr_recommender *rec = recommender(srv);
+    const struct dr_bundle *b = rec ? dr_recommender_bundle(rec) : NULL;
     if (b && (!has_filter || bytes_equal(&req->model, dr_bundle_name(b)))) {
         Driftrec__V1__ModelInfo *info = &infos[n];
         driftrec__v1__model_info__init(info);
@@ -466,10 +487,10 @@ static uint64_t mix64(uint64_t x)
     return x ^ (x >> 31);
 }
 
-static void handle_recommend(struct call *c)
+static void handle_recommend(struct call *c, struct dr_recommender *rec)
 {
     struct dr_server *srv = c->srv;
-    struct dr_rec_call *scratch = dr_recommender_call_begin(srv->rec);
+    struct dr_rec_call *scratch = dr_recommender_call_begin(rec);
     if (!scratch) {
         reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for this call", NULL);
         return;
@@ -477,8 +498,7 @@ static void handle_recommend(struct call *c)
     char msg[300];
     Driftrec__V1__RecommendResponse resp = DRIFTREC__V1__RECOMMEND_RESPONSE__INIT;
     const Driftrec__V1__RecommendRequest *req = (const void *)c->request;
-    grpc_status_code code =
-        dr_recommender_recommend(srv->rec, scratch, req, &resp, msg, sizeof msg);
+    grpc_status_code code = dr_recommender_recommend(rec, scratch, req, &resp, msg, sizeof msg);
     if (code == GRPC_STATUS_OK) {
         resp.has_variant = srv->variant[0] != '\0';
         resp.variant = bytes_of(srv->variant);
@@ -495,19 +515,21 @@ static void handle_recommend(struct call *c)
         }
         fill_timings(c, resp.timings);
         /* Before the reply: the response points into the request, which goes with the call. */
-        if (srv->impressions)
-            dr_impression_log_append(srv->impressions, &req->user_id, &resp, (int64_t)time(NULL));
+        struct dr_impression_log *impressions =
+            atomic_load_explicit(&srv->impressions, memory_order_acquire); /* as recommender() */
+        if (impressions)
+            dr_impression_log_append(impressions, &req->user_id, &resp, (int64_t)time(NULL));
         reply(c, code, NULL, &resp.base); /* packs before returning: the scratch may go */
     } else {
         reply(c, code, msg, NULL);
     }
-    dr_recommender_call_end(srv->rec, scratch);
+    dr_recommender_call_end(rec, scratch);
 }
 
-static void handle_rank(struct call *c)
+static void handle_rank(struct call *c, struct dr_recommender *rec)
 {
     struct dr_server *srv = c->srv;
-    struct dr_rec_call *scratch = dr_recommender_call_begin(srv->rec);
+    struct dr_rec_call *scratch = dr_recommender_call_begin(rec);
     if (!scratch) {
         reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for this call", NULL);
         return;
@@ -515,7 +537,7 @@ static void handle_rank(struct call *c)
     char msg[300];
     Driftrec__V1__RankResponse resp = DRIFTREC__V1__RANK_RESPONSE__INIT;
     grpc_status_code code =
-        dr_recommender_rank(srv->rec, scratch, (const void *)c->request, &resp, msg, sizeof msg);
+        dr_recommender_rank(rec, scratch, (const void *)c->request, &resp, msg, sizeof msg);
     if (code == GRPC_STATUS_OK) {
         resp.has_variant = srv->variant[0] != '\0';
         resp.variant = bytes_of(srv->variant);
@@ -524,7 +546,7 @@ static void handle_rank(struct call *c)
     } else {
         reply(c, code, msg, NULL);
     }
-    dr_recommender_call_end(srv->rec, scratch);
+    dr_recommender_call_end(rec, scratch);
 }
 
 /* Embed: tokenize each text with the model's vocabulary ([CLS] ... [SEP], cut to the
@@ -591,14 +613,24 @@ done:
 
 /* Recommend and Rank need the recommendation model (--model: a bundle), Embed the text
  * model; requests are validated in full first, so a client learns about a malformed request
- * before it learns about the model. */
+ * before it learns about the model.  While the bundle is still loading the answer is
+ * UNAVAILABLE, which clients retry; without one it is FAILED_PRECONDITION, which they must
+ * not. */
 static void handle_needs_model(struct call *c)
 {
-    reply(c, GRPC_STATUS_FAILED_PRECONDITION,
-          c->method == M_EMBED ? "no text model is loaded on this instance (--text-model)"
-                               : "no recommendation model is loaded on this instance (--model "
-                                 "BUNDLE_DIR; see GetModel and the health service)",
-          NULL);
+    if (c->method == M_EMBED)
+        reply(c, GRPC_STATUS_FAILED_PRECONDITION,
+              "no text model is loaded on this instance (--text-model)", NULL);
+    else if (c->srv->opts.is_model_expected)
+        reply(c, GRPC_STATUS_UNAVAILABLE,
+              "the recommendation model is still loading; retry (the health service says "
+              "SERVING for driftrec.v1.Recommender once it is ready)",
+              NULL);
+    else
+        reply(c, GRPC_STATUS_FAILED_PRECONDITION,
+              "no recommendation model is loaded on this instance (--model BUNDLE_DIR; see "
+              "GetModel and the health service)",
+              NULL);
 }
 
 static void run_job(void *arg, uint64_t queued_ns)
@@ -628,17 +660,16 @@ static void run_job(void *arg, uint64_t queued_ns)
             handle_needs_model(c);
         break;
     case M_RECOMMEND:
-        if (c->srv->rec)
-            handle_recommend(c);
-        else
+    case M_RANK: {
+        struct dr_recommender *rec = recommender(c->srv);
+        if (!rec)
             handle_needs_model(c);
-        break;
-    case M_RANK:
-        if (c->srv->rec)
-            handle_rank(c);
+        else if (c->method == M_RECOMMEND)
+            handle_recommend(c, rec);
         else
-            handle_needs_model(c);
+            handle_rank(c, rec);
         break;
+    }
     default:
         handle_needs_model(c);
         break;
@@ -667,9 +698,9 @@ static void handle_health(struct call *c)
                           ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
                           : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
     } else if (strcmp(service, SERVICE_NAME) == 0) {
-        /* Ready with a recommendation model loaded and warm (dr_recommender_create ran a
-         * warm-up query before the server started), and not draining. */
-        resp.status = c->srv->rec && !draining
+        /* Ready once the recommendation model is loaded and warm (dr_server_set_model
+         * publishes it after the warm-up queries), and not draining. */
+        resp.status = recommender(c->srv) && !draining
                           ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
                           : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
     } else {
@@ -761,7 +792,7 @@ static void *poller_main(void *arg)
             continue;
         }
         c->start_ns = dr_now_ns();
-        if (!atomic_load_explicit(&srv->is_draining, memory_order_relaxed))
+        if (!atomic_load_explicit(&srv->is_stopping, memory_order_relaxed))
             post_request(srv, c->method); /* re-arm first: the next client need not wait */
         handle_new_call(c);
     }
@@ -785,6 +816,8 @@ void dr_server_opts_default(struct dr_server_opts *opts)
         .metrics_addr = "127.0.0.1:9090",
         .state_cache_users = DR_STATE_CACHE_DEFAULT_USERS,
         .impression_queue = DR_IMPRESSION_LOG_DEFAULT_CAPACITY,
+        .warmup_queries = DR_WARMUP_DEFAULT_QUERIES,
+        .drain_delay_ms = 0,
     };
 }
 
@@ -870,14 +903,25 @@ static enum dr_status load_log_key(const struct dr_server_opts *opts, struct dr_
     return st;
 }
 
-static void cache_stats(void *rec, struct dr_state_cache_stats *out)
+/* The metrics' readers of the model's parts: nothing to show before dr_server_set_model. */
+static bool cache_stats(void *ctx, struct dr_state_cache_stats *out)
 {
+    struct dr_server *srv = ctx;
+    struct dr_recommender *rec = recommender(srv);
+    if (!rec || srv->opts.state_cache_users == 0) /* without a cache, no cache metrics */
+        return false;
     dr_recommender_cache_stats(rec, out);
+    return true;
 }
 
-static void impression_stats(void *log, struct dr_impression_log_stats *out)
+static bool impression_stats(void *ctx, struct dr_impression_log_stats *out)
 {
+    struct dr_server *srv = ctx;
+    struct dr_impression_log *log = atomic_load_explicit(&srv->impressions, memory_order_acquire);
+    if (!log)
+        return false;
     dr_impression_log_get_stats(log, out);
+    return true;
 }
 
 enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_server **out,
@@ -887,6 +931,11 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
     if (!srv)
         return dr_error_set(err, DR_ERR_NOMEM, "server: out of memory");
     srv->opts = *opts;
+    pthread_rwlockattr_t lock_attr;
+    pthread_rwlockattr_init(&lock_attr);
+    pthread_rwlockattr_setkind_np(&lock_attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&srv->model_lock, &lock_attr);
+    pthread_rwlockattr_destroy(&lock_attr);
     snprintf(srv->variant, sizeof srv->variant, "%s", opts->variant ? opts->variant : "");
     enum dr_status st = DR_OK;
     if (mkdir_p(opts->history_path) != 0) {
@@ -918,27 +967,12 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
             goto fail;
         dr_metrics_set_model(srv->metrics, srv->model_name, srv->model_version);
     }
-    if (opts->bundle) {
-        st = dr_recommender_create(opts->bundle, srv->history, srv->metrics,
-                                   opts->state_cache_users, &srv->rec, err);
-        if (st != DR_OK)
-            goto fail;
-        /* The bundle is the default model: the info gauge names it. */
-        dr_metrics_set_model(srv->metrics, dr_bundle_name(opts->bundle),
-                             dr_bundle_version(opts->bundle));
-        if (opts->state_cache_users > 0) /* without a cache, no cache metrics */
-            dr_metrics_set_cache_fn(srv->metrics, cache_stats, srv->rec);
-        if (opts->impression_queue > 0) {
-            st = dr_impression_log_create(srv->history, opts->impression_queue, &srv->impressions,
-                                          err);
-            if (st != DR_OK)
-                goto fail;
-            dr_metrics_set_impressions_fn(srv->metrics, impression_stats, srv->impressions);
-        }
-        if (getrandom(&srv->request_id_seed, sizeof srv->request_id_seed, 0) !=
-            (ssize_t)sizeof srv->request_id_seed)
-            srv->request_id_seed = dr_now_ns() ^ ((uint64_t)getpid() << 32);
-    }
+    /* Read on each scrape; they show nothing until a model is published. */
+    dr_metrics_set_cache_fn(srv->metrics, cache_stats, srv);
+    dr_metrics_set_impressions_fn(srv->metrics, impression_stats, srv);
+    if (getrandom(&srv->request_id_seed, sizeof srv->request_id_seed, 0) !=
+        (ssize_t)sizeof srv->request_id_seed)
+        srv->request_id_seed = dr_now_ns() ^ ((uint64_t)getpid() << 32);
     /* Last of the parts: the HTTP thread reads everything set above on each scrape. */
     if (opts->metrics_addr && opts->metrics_addr[0]) {
         st = dr_metrics_listen(srv->metrics, opts->metrics_addr, &srv->metrics_port, err);
@@ -990,15 +1024,39 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
     return DR_OK;
 
 fail:
-    dr_metrics_destroy(srv->metrics); /* first: its HTTP thread reads the cache and the log */
-    dr_impression_log_destroy(srv->impressions);
-    dr_recommender_destroy(srv->rec);
+    dr_metrics_destroy(srv->metrics);
     dr_tokenizer_destroy(srv->tokenizer);
     dr_bert_destroy(srv->bert);
     dr_workpool_destroy(srv->pool);
     dr_history_close(srv->history);
+    pthread_rwlock_destroy(&srv->model_lock);
     free(srv);
     return st;
+}
+
+enum dr_status dr_server_set_model(struct dr_server *srv, const struct dr_bundle *bundle,
+                                   struct dr_error *err)
+{
+    DR_ASSERT(recommender(srv) == NULL);
+    struct dr_recommender *rec = NULL;
+    struct dr_impression_log *impressions = NULL;
+    enum dr_status st =
+        dr_recommender_create(bundle, srv->history, srv->metrics, srv->opts.state_cache_users,
+                              srv->opts.warmup_queries, &rec, err);
+    if (st == DR_OK && srv->opts.impression_queue > 0)
+        st = dr_impression_log_create(srv->history, srv->opts.impression_queue, &impressions, err);
+    if (st != DR_OK) {
+        dr_recommender_destroy(rec);
+        return st;
+    }
+    pthread_rwlock_wrlock(&srv->model_lock); /* no Ingest is writing past the cache now */
+    /* Release: whoever loads either pointer sees it, and what it points to, fully built. */
+    atomic_store_explicit(&srv->impressions, impressions, memory_order_release);
+    atomic_store_explicit(&srv->rec, rec, memory_order_release);
+    pthread_rwlock_unlock(&srv->model_lock);
+    /* The bundle is the default model: the info gauge names it. */
+    dr_metrics_set_model(srv->metrics, dr_bundle_name(bundle), dr_bundle_version(bundle));
+    return DR_OK;
 }
 
 void dr_server_shutdown(struct dr_server *srv)
@@ -1006,6 +1064,13 @@ void dr_server_shutdown(struct dr_server *srv)
     if (!srv)
         return;
     atomic_store_explicit(&srv->is_draining, true, memory_order_relaxed);
+    /* The drain delay: health already says NOT_SERVING, calls are still served, so load
+     * balancers that probe health move traffic away before the port closes. */
+    if (srv->opts.drain_delay_ms > 0)
+        nanosleep(&(struct timespec){.tv_sec = srv->opts.drain_delay_ms / 1000,
+                                     .tv_nsec = (long)(srv->opts.drain_delay_ms % 1000) * 1000000},
+                  NULL);
+    atomic_store_explicit(&srv->is_stopping, true, memory_order_relaxed);
     int shutdown_tag;
     grpc_server_shutdown_and_notify(srv->server, srv->shutdown_cq, &shutdown_tag);
     gpr_timespec grace = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
@@ -1028,11 +1093,12 @@ void dr_server_shutdown(struct dr_server *srv)
     dr_metrics_destroy(srv->metrics); /* first: its HTTP thread reads the cache and the log */
     /* No handler runs any more (the work pool is gone): the writer commits every impression
      * queued, then stops. */
-    dr_impression_log_destroy(srv->impressions);
-    dr_recommender_destroy(srv->rec);
+    dr_impression_log_destroy(atomic_load_explicit(&srv->impressions, memory_order_acquire));
+    dr_recommender_destroy(recommender(srv));
     dr_tokenizer_destroy(srv->tokenizer);
     dr_bert_destroy(srv->bert);
     dr_history_close(srv->history);
+    pthread_rwlock_destroy(&srv->model_lock);
     free(srv->pollers);
     free(srv);
 }

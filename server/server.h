@@ -3,6 +3,7 @@
 #ifndef DR_SERVER_H
 #define DR_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "base.h"
@@ -21,30 +22,44 @@ struct dr_server_opts {
     int drain_grace_ms;       /* in-flight calls get this long at shutdown */
     const char *metrics_addr; /* Prometheus /metrics on host:port; NULL or "" = off */
     const char *text_model;   /* BERT model directory for Embed; NULL or "" = none */
-    /* The recommendation model for Recommend and Rank (loaded by the caller, which keeps it
-     * until dr_server_shutdown has returned); NULL = none: they answer FAILED_PRECONDITION. */
-    const struct dr_bundle *bundle;
+    /* A recommendation model will follow (dr_server_set_model): until then Recommend and Rank
+     * answer UNAVAILABLE (retry), not FAILED_PRECONDITION (no model on this instance). */
+    bool is_model_expected;
     size_t state_cache_users; /* users whose interest state is cached; 0 = no cache */
+    size_t warmup_queries;    /* index searches the model's warm-up runs (recommend.h) */
     /* Recommend's impressions buffered for the event log's group-commit writer (with a bundle);
      * 0 = impressions are not logged. */
     size_t impression_queue;
     /* The key that user ids in log lines are hashed with (log.h): a file of hex digits, made
      * (mode 0600) when absent.  NULL or "": <history_path>/log-key. */
     const char *log_key_path;
+    /* At shutdown, health answers NOT_SERVING this long while calls are still served. */
+    int drain_delay_ms;
 };
 
 void dr_server_opts_default(struct dr_server_opts *opts);
 
 struct dr_server;
 
-/* Binds, starts pollers and workers; the server serves until dr_server_shutdown. */
+/* Binds, starts pollers and workers; the server serves until dr_server_shutdown.  Health
+ * answers at once: "" SERVING (alive), driftrec.v1.Recommender NOT_SERVING until a model is
+ * set. */
 enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_server **out,
                                struct dr_error *err);
+
+/* Serves bundle for Recommend and Rank from now on: builds the recommender and runs its
+ * warm-up, starts the impression log, then publishes them at once; from then on health says
+ * SERVING for driftrec.v1.Recommender.  Once per server, from one thread (main, while the
+ * server already serves health and Ingest).  bundle: borrowed, kept by the caller until
+ * dr_server_shutdown has returned.  On failure nothing changes. */
+enum dr_status dr_server_set_model(struct dr_server *srv, const struct dr_bundle *bundle,
+                                   struct dr_error *err);
 /* The port /metrics is served on (0 if off). */
 int dr_server_metrics_port(const struct dr_server *srv);
 
-/* Health turns NOT_SERVING, new calls are refused, in-flight calls get the grace period,
- * then everything is released.  NULL is a no-op. */
+/* Health turns NOT_SERVING (and calls are still served for drain_delay_ms), then new calls
+ * are refused, in-flight calls get the grace period, queued impressions are committed, and
+ * everything is released.  NULL is a no-op. */
 void dr_server_shutdown(struct dr_server *srv);
 
 #endif /* DR_SERVER_H */

@@ -31,6 +31,7 @@ SERVER_BIN = os.environ.get("DR_SERVER_BIN", "build/server/driftrec-server")
 HISTORY_BIN = os.environ.get("DR_HISTORY_BIN", "build/server/driftrec-history")
 CLI_BIN = os.environ.get("DR_CLI_BIN", "build/server/driftrec-cli")
 ENCODE_BIN = os.environ.get("DR_ENCODE_BIN", "build/models/driftrec-encode")
+USER_BIN = os.environ.get("DR_USER_BIN", "build/models/driftrec-user")
 LOAD_BIN = os.environ.get("DR_LOAD_BIN", "build/bench/load/driftrec-load")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -1037,6 +1038,208 @@ class RecommendWithBundle(unittest.TestCase):
                                capture_output=True, text=True, timeout=60)
             self.assertEqual(r.returncode, 1, r.stderr)
             self.assertIn("chmod 600", r.stderr)
+
+    def test_rank_order_equals_driftrec_user_scores(self):
+        # The user vector from driftrec-user (the C library's interest model, run from scratch
+        # over the same events as the server replays them: known items only, dwell_s and
+        # amount clipped, the last max_events), dotted with the bundle's item vectors and
+        # sorted (ties to the lower row) is Rank's order, score for score.
+        import numpy as np
+        rng = np.random.default_rng(8)
+        b = self.bundle
+        types = {pb.EventType.Value(t.upper()): t for t in b.manifest["event_types"]}
+
+        def tool_vector(user):
+            lines = []
+            for e in store_order(self.stored[user]):
+                if e.item_id not in b.row:
+                    continue
+                x = {"user_id": user, "item_id": e.item_id, "ts": e.ts,
+                     "event_type": types[e.event_type]}
+                if e.HasField("dwell_s"):
+                    x["dwell_s"] = min(e.dwell_s, CLIP["dwell_s"])
+                if e.HasField("amount"):
+                    x["amount"] = min(e.amount, CLIP["amount"])
+                if e.HasField("rating"):
+                    x["rating"] = e.rating
+                lines.append(json.dumps(x))
+            with tempfile.NamedTemporaryFile("w", suffix=".jsonl") as items:
+                for i, item in enumerate(b.ids):
+                    items.write(json.dumps({"item_id": item,
+                                            "vector": [float(v) for v in b.vectors[i]]}) + "\n")
+                items.flush()
+                out = subprocess.run([USER_BIN, os.path.join(b.path, "interest"), "--items",
+                                      items.name], input="\n".join(lines) + "\n",
+                                     capture_output=True, text=True, timeout=60)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            rows = [json.loads(line) for line in out.stdout.splitlines()]
+            return np.array(rows[0]["vector"] if rows else b.user_vector([]), np.float64)
+
+        for n, user in ((5, "tool-short"), (3 * MAX_EVENTS, "tool-long")):
+            self.ingest_for(random_events(rng, user, n))
+            cands = [b.ids[int(j)] for j in rng.choice(N_ITEMS, 80, replace=False)]
+            r = self.rank(user, cands + ["not-an-item"])  # the first call: a replay
+            uv = tool_vector(user)
+            scores = b.vectors.astype(np.float64) @ uv
+            want = sorted(cands, key=lambda i: (-scores[b.row[i]], b.row[i]))
+            got = [i.item_id for i in r.items]
+            self.assertEqual(got, want, user)
+            for it in r.items:
+                self.assertAlmostEqual(it.score, scores[b.row[it.item_id]],
+                                       delta=1e-5 * (1 + abs(it.score)), msg=user)
+            self.assertEqual(list(r.unknown_item_ids), ["not-an-item"])
+
+    def test_health_through_start_model_load_and_drain(self):
+        # From launch to exit: the port closed, then alive but the model not yet loaded and
+        # warm ("" SERVING, the service NOT_SERVING, Recommend UNAVAILABLE), then SERVING,
+        # then, after SIGTERM, NOT_SERVING for the drain delay while calls are still served,
+        # then closed.  The warm-up is made long so the loading state is seen.
+        S = health_pb2.HealthCheckResponse
+        with tempfile.TemporaryDirectory() as d:
+            port = free_port()
+            log = tempfile.TemporaryFile()
+            proc = subprocess.Popen(
+                [SERVER_BIN, "--listen", f"127.0.0.1:{port}", "--history", d + "/history",
+                 "--metrics", "off", "--model", self.bundle.path, "--warmup", "100000",
+                 "--drain-delay-ms", "1500"], stderr=log)
+            states, during = [], {}
+            channel = None
+
+            def note(state):
+                if not states or states[-1] != state:
+                    states.append(state)
+
+            def check(service):
+                try:
+                    return S.ServingStatus.Name(channel.unary_unary(
+                        "/grpc.health.v1.Health/Check",
+                        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+                        response_deserializer=health_pb2.HealthCheckResponse.FromString)(
+                            health_pb2.HealthCheckRequest(service=service), timeout=2).status)
+                except grpc.RpcError as e:
+                    return e.code().name
+
+            def recommend():
+                try:
+                    channel.unary_unary("/driftrec.v1.Recommender/Recommend",
+                                        request_serializer=pb.RecommendRequest.SerializeToString,
+                                        response_deserializer=pb.RecommendResponse.FromString)(
+                        pb.RecommendRequest(user_id="health-user", k=3), timeout=5)
+                    return "OK"
+                except grpc.RpcError as e:
+                    return e.code().name
+
+            try:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:  # the port opens
+                    try:
+                        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                        break
+                    except OSError:
+                        note(("down", "down"))
+                        time.sleep(0.002)
+                channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+                while time.monotonic() < deadline:
+                    state = (check(""), check("driftrec.v1.Recommender"))
+                    note(state)
+                    if state == ("SERVING", "NOT_SERVING") and "loading" not in during:
+                        during["loading"] = recommend()
+                    if state == ("SERVING", "SERVING"):
+                        break
+                during["ready"] = recommend()
+                proc.send_signal(signal.SIGTERM)
+                while time.monotonic() < deadline:
+                    state = (check(""), check("driftrec.v1.Recommender"))
+                    note(state)
+                    if state == ("NOT_SERVING", "NOT_SERVING") and "draining" not in during:
+                        during["draining"] = recommend()
+                    if state[0] not in ("SERVING", "NOT_SERVING"):
+                        break
+                    time.sleep(0.01)
+                self.assertEqual(proc.wait(timeout=30), 0)
+            finally:
+                if channel:
+                    channel.close()
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+                log.seek(0)
+                stderr = log.read().decode(errors="replace")
+                log.close()
+            # Each state in order, none skipped, nothing out of order; "down" at the end is
+            # UNAVAILABLE once the port closes.
+            self.assertEqual([s for s in states if s != ("down", "down")][:3],
+                             [("SERVING", "NOT_SERVING"), ("SERVING", "SERVING"),
+                              ("NOT_SERVING", "NOT_SERVING")], (states, stderr))
+            self.assertIn(states[-1][0], ("UNAVAILABLE", "CANCELLED"), states)
+            self.assertEqual(during, {"loading": "UNAVAILABLE", "ready": "OK",
+                                      "draining": "OK"}, stderr)
+
+
+class InterestMoves(unittest.TestCase):
+    """A bundle built so that a click on the other cluster must move the recommendations: item
+    vectors in two clusters far apart (+3 and -3 along one axis, small noise elsewhere), and an
+    interest model whose fusion gate is shut (bias -30: the user vector is the long-term
+    time-decayed mean of the item vectors, half-life one hour).  Clicks an hour apart or more
+    make the newest click the user vector, whatever the random LSTM says."""
+
+    N = 200  # rows < N/2: cluster "a"; the rest: cluster "b"
+
+    @classmethod
+    def setUpClass(cls):
+        if TRAIN_DIR not in sys.path:
+            sys.path.insert(0, TRAIN_DIR)
+        import driftrec_train.runtime  # noqa: F401
+        import numpy as np
+        import torch
+        from driftrec_train import bundle as bundle_mod, interest
+        torch.set_num_threads(1)
+        config = interest.InterestConfig(item_dim=DIM, hidden_size=16, num_layers=1,
+                                         max_events=MAX_EVENTS, half_life_s=3600.0)
+        model = interest.InterestModel(config)
+        interest.random_init(model, torch.Generator().manual_seed(11))
+        with torch.no_grad():
+            model.fuse.gate.weight.mul_(0.01)
+            model.fuse.gate.bias.fill_(-30.0)
+        model.eval()
+        rng = np.random.default_rng(12)
+        vectors = (0.3 * rng.standard_normal((cls.N, DIM))).astype(np.float32)
+        vectors[: cls.N // 2, 0] += 3.0
+        vectors[cls.N // 2:, 0] -= 3.0
+        cls.ids = [f"{'a' if r < cls.N // 2 else 'b'}-{r}" for r in range(cls.N)]
+        cls.dir = tempfile.TemporaryDirectory()
+        path = bundle_mod.write_bundle(
+            os.path.join(cls.dir.name, "bundle"), name="two-clusters", interest_model=model,
+            item_ids=cls.ids, item_vectors=vectors,
+            preprocessing={"clip": CLIP, "time_unit": "seconds"}, training={"run": "e2e"},
+            index_threads=1)
+        cls.srv = Server(cls.dir.name + "/history", "--model", str(path))
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.srv.stop() == 0, cls.srv.stderr()
+        cls.dir.cleanup()
+
+    def recommend(self, user):
+        r = self.srv.call("/driftrec.v1.Recommender/Recommend",
+                          pb.RecommendRequest(user_id=user, k=10), pb.RecommendResponse)
+        self.assertEqual(len(r.items), 10)
+        return r
+
+    def test_a_click_on_the_other_cluster_moves_the_next_recommend(self):
+        for user, cached in (("mover", True), ("mover-cold", False)):
+            with self.subTest(user=user):
+                self.srv.ingest([event(user=user, item=f"a-{r}", ts=T0 + 60 * r,
+                                       event_id=f"{user}-{r}") for r in range(1, 5)])
+                if cached:  # cached now: the click below steps the state
+                    before = self.recommend(user)
+                    self.assertEqual({i.item_id[0] for i in before.items}, {"a"})
+                self.srv.ingest([event(user=user, item="b-150", ts=T0 + 86400, dwell_s=30.0,
+                                       event_id=f"{user}-click")])
+                after = self.recommend(user)  # a stepped state, or a replay of the store
+                self.assertEqual({i.item_id[0] for i in after.items}, {"b"}, after.items)
+                self.assertEqual({i.because_item_id for i in after.items}, {"b-150"})
+                self.assertNotIn("b-150", {i.item_id for i in after.items})  # seen: excluded
 
 
 class KillDuringIngest(unittest.TestCase):
