@@ -120,8 +120,11 @@ static void check_log(struct dr_history *h, const size_t *n_items, const bool *a
              c.n_records, c.n_bad, want_records);
 }
 
-static struct dr_history *open_store(char *dir, size_t map_size_bytes)
+/* A fresh store in a new directory under $TMPDIR (else /tmp); dir receives its path. */
+static struct dr_history *open_store(char *dir, size_t dir_size, size_t map_size_bytes)
 {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, dir_size, "%s/dr_implog_XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
         exit(1);
@@ -149,8 +152,8 @@ static void remove_store(struct dr_history *h, const char *dir)
 
 static int test_drain(void)
 {
-    char dir[] = "/tmp/dr_implog_XXXXXX";
-    struct dr_history *h = open_store(dir, 0);
+    char dir[400];
+    struct dr_history *h = open_store(dir, sizeof dir, 0);
     struct dr_impression_log *log = NULL;
     DR_CHECK(dr_impression_log_create(h, 1000000, &log, NULL) == DR_OK, "create");
     enum { N_RESPONSES = 1000 };
@@ -216,8 +219,8 @@ static pid_t hold_write_lock(const char *dir, int *release_fd)
 
 static int test_full(void)
 {
-    char dir[] = "/tmp/dr_implog_XXXXXX";
-    struct dr_history *h = open_store(dir, 0);
+    char dir[400];
+    struct dr_history *h = open_store(dir, sizeof dir, 0);
     int release_fd = -1;
     pid_t holder = hold_write_lock(dir, &release_fd);
 
@@ -271,8 +274,8 @@ static int test_full(void)
 
 static int test_failing(void)
 {
-    char dir[] = "/tmp/dr_implog_XXXXXX";
-    struct dr_history *h = open_store(dir, 64 * 1024); /* room for a few pages only */
+    char dir[400];
+    struct dr_history *h = open_store(dir, sizeof dir, 64 * 1024); /* a few pages only */
     struct dr_impression_log *log = NULL;
     DR_CHECK(dr_impression_log_create(h, 1000000, &log, NULL) == DR_OK, "create");
     size_t total = 0;
