@@ -122,6 +122,16 @@ class Model(unittest.TestCase):
                 self.assertLess(float(b), float(a) + 10)  # finite, masked
             self.assertNotAlmostEqual(float(a), 0.0)
 
+    def test_negatives_never_unknown_items(self):
+        pop = np.array([5.0, 0.0, 3.0, 9.0, 1.0])
+        known = np.array([1, 1, 0, 1, 0], np.float32)
+        q = T.sampling_distribution(pop, 0.5, known)
+        self.assertAlmostEqual(q.sum(), 1.0)
+        self.assertEqual(q[2], 0.0)
+        self.assertEqual(q[4], 0.0)
+        self.assertGreater(q[1], 0.0)  # known but never a target: still drawn (uniform share)
+        self.assertGreater(q[3], q[0])
+
     def test_config_rejects_bad_values(self):
         with self.assertRaisesRegex(ValueError, "loss must be"):
             T.TrainConfig.from_dict({"loss": "mse"})

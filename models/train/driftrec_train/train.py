@@ -55,6 +55,8 @@ class TrainConfig:
     half_life: float = 7 * 86400.0   # seconds, or steps when the data has only order
     max_events: int = 50             # window length for training and replay at serving
     dropout: float = 0.1             # on the event inputs during training
+    id_dropout: float = 0.0          # with text: share of items whose id embedding is hidden
+    #                                  per batch, so the text part learns to place items alone
     # loss
     loss: str = "ssm"
     n_negatives: int = 1024
@@ -206,8 +208,10 @@ class DriftRec(nn.Module):
             self.interest.features.event_type.weight.mul_(0.1)
             self.interest.features.gap_bucket.weight.mul_(0.1)
 
-    def item_vectors(self) -> torch.Tensor:
-        v = self.item_emb.weight * self.known[:, None]
+    def item_vectors(self, id_keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """All item vectors; ``id_keep`` (training only) masks the id part of some items."""
+        known = self.known if id_keep is None else self.known * id_keep
+        v = self.item_emb.weight * known[:, None]
         if self.text_proj is not None:
             v = v + self.text_proj(self.text)
         return v
@@ -318,11 +322,20 @@ def batches_by_length(windows: Sequence[Window], batch_tokens: int, rng: np.rand
 
 # --------------------------------------------------------------------------- loss
 
-def sampling_distribution(popularity: np.ndarray, uniform_share: float) -> np.ndarray:
+def sampling_distribution(popularity: np.ndarray, uniform_share: float,
+                          known: Optional[np.ndarray] = None) -> np.ndarray:
+    """Negative-sampling probabilities: uniform over the known items (this share) plus
+    popularity^0.75. Items absent from the training data are never drawn: training has not
+    seen them, and pushing them down as negatives would teach the text tower to bury exactly
+    the cold items it must place."""
     n = len(popularity)
-    p = np.power(np.maximum(popularity, 0.0), 0.75)
-    p = p / p.sum() if p.sum() > 0 else np.full(n, 1.0 / n)
-    q = uniform_share / n + (1.0 - uniform_share) * p
+    allowed = np.ones(n) if known is None else (np.asarray(known) > 0).astype(np.float64)
+    if allowed.sum() == 0:
+        allowed = np.ones(n)
+    p = np.power(np.maximum(popularity, 0.0), 0.75) * allowed
+    p = p / p.sum() if p.sum() > 0 else allowed / allowed.sum()
+    q = uniform_share * allowed / allowed.sum() + (1.0 - uniform_share) * p
+    q = np.maximum(q, 1e-12 * allowed)
     return q / q.sum()
 
 
@@ -456,8 +469,8 @@ def train(data: EventSequences, c: TrainConfig, text: Optional[np.ndarray] = Non
     pop = np.zeros(data.seq.n_items)
     for u, n in enumerate(train_lengths):
         np.add.at(pop, data.seq.seqs[u][:n], 1.0)
-    q = sampling_distribution(pop, c.uniform_share)
-    log_q = torch.as_tensor(np.log(q), dtype=torch.float32)
+    q = sampling_distribution(pop, c.uniform_share, known)
+    log_q = torch.as_tensor(np.log(np.maximum(q, 1e-30)), dtype=torch.float32)
     q_cdf = np.cumsum(q)
     windows = training_windows(train_lengths, c.max_events)
     n_positions = sum(w.hi - w.lo - 1 for w in windows)
@@ -545,7 +558,10 @@ def _run_epoch(model: DriftRec, opt, feat: Featurizer, windows: Sequence[Window]
     n_items = model.n_items
     for group in evaluate_mod._progress(groups, len(groups), desc, progress):
         b = feat.batch([(w.user, w.lo, w.hi) for w in group])
-        vecs = model.item_vectors()
+        id_keep = None
+        if c.id_dropout > 0 and model.text_proj is not None:
+            id_keep = (torch.rand(n_items) >= c.id_dropout).float()
+        vecs = model.item_vectors(id_keep)
         u = model.user_vectors_all(b.items, b.ts, b.types, b.gaps, b.num, b.lengths, vecs)
         T = b.items.shape[1]
         pos_mask = torch.arange(T - 1)[None, :] < (b.lengths - 1)[:, None]
@@ -586,8 +602,8 @@ def refit(data: EventSequences, c: TrainConfig, text: Optional[np.ndarray], epoc
     pop = np.zeros(data.seq.n_items)
     for u, n in enumerate(lengths):
         np.add.at(pop, data.seq.seqs[u][:n], 1.0)
-    q = sampling_distribution(pop, c.uniform_share)
-    log_q = torch.as_tensor(np.log(q), dtype=torch.float32)
+    q = sampling_distribution(pop, c.uniform_share, known)
+    log_q = torch.as_tensor(np.log(np.maximum(q, 1e-30)), dtype=torch.float32)
     windows = training_windows(lengths, c.max_events)
     t0 = time.perf_counter()
     for epoch in range(1, epochs + 1):
