@@ -46,17 +46,50 @@ class Server:
     """The real server process on loopback."""
 
     def __init__(self, history_dir, *extra):
-        self.port = free_port()
         self.history_dir = history_dir
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [SERVER_BIN, "--listen", f"127.0.0.1:{self.port}", "--history", history_dir,
-             "--variant", "A", "--metrics", "127.0.0.1:0", *extra],
-            stderr=self.log)
+        for _ in range(3):
+            self.port = free_port()
+            self.log = tempfile.TemporaryFile()
+            self.proc = subprocess.Popen(
+                [SERVER_BIN, "--listen", f"127.0.0.1:{self.port}", "--history", history_dir,
+                 "--variant", "A", "--metrics", "127.0.0.1:0", *extra],
+                stderr=self.log)
+            if self._wait_for_port():
+                break
+            # free_port's port was taken before the server bound it (by another process's
+            # connection, say): another port.
+            self.log.close()
+        else:
+            raise RuntimeError("the server found no free port in 3 tries")
         self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
         grpc.channel_ready_future(self.channel).result(timeout=10)
+        # The "serving" line follows the port's opening; a bundle loads after both.
+        deadline = time.monotonic() + 30
+        while '"msg":"serving"' not in self.stderr() and time.monotonic() < deadline:
+            time.sleep(0.01)
         found = re.search(r'"metrics_port":(\d+)', self.stderr())
         self.metrics_port = int(found.group(1)) if found else None
+        if "--model" in extra:
+            while (self.health("driftrec.v1.Recommender") != health_pb2.HealthCheckResponse.SERVING
+                   and time.monotonic() < deadline):
+                time.sleep(0.01)
+
+    def _wait_for_port(self, timeout=30.0):
+        """True once the port accepts connections; False if the server could not bind it;
+        an error if it stopped for another reason or took too long."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                if "cannot listen" in self.stderr():
+                    return False
+                raise RuntimeError(f"the server stopped ({self.proc.returncode}): "
+                                   + self.stderr()[-2000:])
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return True
+            except OSError:
+                time.sleep(0.01)
+        raise RuntimeError("the server did not open its port: " + self.stderr()[-2000:])
 
     def metrics(self):
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
@@ -1150,6 +1183,8 @@ class RecommendWithBundle(unittest.TestCase):
                 proc.send_signal(signal.SIGTERM)
                 while time.monotonic() < deadline:
                     state = (check(""), check("driftrec.v1.Recommender"))
+                    if state == ("SERVING", "NOT_SERVING"):
+                        continue  # the drain began between the two checks: ask again
                     note(state)
                     if state == ("NOT_SERVING", "NOT_SERVING") and "draining" not in during:
                         during["draining"] = recommend()
@@ -1395,9 +1430,11 @@ class Shutdown(unittest.TestCase):
             for t in threads:
                 t.start()
             time.sleep(0.3)
-            self.assertEqual(srv.stop(signal.SIGTERM), 0, srv.stderr())
+            srv.proc.send_signal(signal.SIGTERM)  # with the clients' calls in flight
+            self.assertEqual(srv.proc.wait(timeout=30), 0, srv.stderr())
             for t in threads:
                 t.join(timeout=10)
+            srv.stop()
             self.assertEqual(errors, [])
             self.assertIn('"stopped"', srv.stderr())
 
