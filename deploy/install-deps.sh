@@ -12,7 +12,7 @@
 #   bench   peers measured in the benchmarks (hnswlib, FAISS, ONNX writer)
 set -euo pipefail
 
-# Why each package is here: docs/dependencies.md has the same list with reasons.
+# Why each package is here: the comment beside it.
 pkgs_build=(
     build-essential cmake pkg-config   # toolchain and the one build for everything C
     libgrpc-dev                        # gRPC C core 1.51: the server and the C client
