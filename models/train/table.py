@@ -47,7 +47,7 @@ def main(argv):
     for m in runs:
         if m["ablation"] != "none" or not m.get("best_baseline"):
             continue
-        name = Path(str(m["dataset"])).name + (f" (cold {m['cold_items']})" if m.get("cold_items") else "")
+        name = m["name"] + (f" (cold {m['cold_items']})" if m.get("cold_items") else "")
         for model, s in m["models"].items():
             d = m["paired_vs_baselines"].get(model, {}).get("NDCG@10")
             tag = " (best baseline)" if model == m["best_baseline"] else ""
@@ -64,7 +64,7 @@ def main(argv):
                 "C ANN NDCG@10 | Δ ANN − fp32 (paired) | ANN s |", "|---|---|---|---|---|---|---|---|"]
         for m in c_rows:
             e, a = m["c_library"]["exact"], m["c_library"].get("ann")
-            out.append(f"| {Path(str(m['dataset'])).name} | {fmt(m['models']['driftrec']['NDCG@10'])} | "
+            out.append(f"| {m['name']} | {fmt(m['models']['driftrec']['NDCG@10'])} | "
                        f"{fmt(e['metrics']['NDCG@10'])} | {fmt(e['paired_vs_fp32']['NDCG@10'])} | {e['seconds']} | "
                        + (f"{fmt(a['metrics']['NDCG@10'])} | {fmt(a['paired_vs_fp32']['NDCG@10'])} | {a['seconds']} |"
                           if a else "- | - | - |"))
@@ -80,7 +80,7 @@ def main(argv):
             b = np.load(f["_dir"] / "per_user_ndcg10.npy")
             if len(a) != len(b):
                 continue
-            name = Path(str(m["dataset"])).name + (f" (cold {m['cold_items']})" if m.get("cold_items") else "")
+            name = f["name"] + (f" (cold {m['cold_items']})" if m.get("cold_items") else "")
             out.append(f"| {name} | {m['ablation']} | {fmt(m['models']['driftrec']['NDCG@10'])} | "
                        f"{fmt(f['models']['driftrec']['NDCG@10'])} | {fmt(paired(b, a))} |")
     shift = [m for m in runs if "interest_shift" in m]
