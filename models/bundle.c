@@ -5,18 +5,19 @@
  * "." or ".." component, and after resolving links still inside the bundle); every sha256
  * entry against its file, and that each file under items/ has one; ids.txt (n_items lines,
  * non-empty UTF-8 ids without tab/CR/NUL, no duplicate); vectors.f32 (exact size, finite);
- * categories.u32 (exact size, numbers below the category count); the interest model (its own
- * loader, then its item_dim against the bundle's); the index (dr_ann_load verifies it; then
- * its size, dimension and metric).
+ * categories.u32 (exact size, numbers below the category count); the text projection
+ * (exact size, finite, its text_dim against the text encoder's output size, read from the
+ * encoder's manifest); the interest model (its own loader, then its item_dim against the
+ * bundle's); the index (dr_ann_load verifies it; then its size, dimension and metric).
  *
- * The vectors and categories are mapped read-only (MAP_SHARED: processes serving the same
- * bundle share the pages); the ids are one owned copy of ids.txt with each newline made a
+ * The vectors, categories and text projection are mapped read-only (MAP_SHARED: processes serving
+ * the same bundle share the pages); the ids are one owned copy of ids.txt with each newline made a
  * NUL, and a table of (id, row) sorted by bytes for lookup.  Everything is immutable after
  * load, so any number of threads read the bundle without locks.  Load: one thread.
  */
 #include "bundle.h"
 
-#include "model_file.h" /* dr_sha256_file */
+#include "model_file.h" /* dr_sha256_file, the text encoder's config */
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -35,6 +36,8 @@
 #endif
 
 #define MAX_ITEM_DIM      65536u
+#define MAX_TEXT_DIM      65536u
+#define MAX_TEXT_LEN      65536u /* preprocessing.text.max_len, in tokens */
 #define SCORE_BLOCK_BYTES (256u * 1024u)
 
 struct mapped {
@@ -63,6 +66,10 @@ struct dr_bundle {
     size_t *id_offsets;        /* n_items + 1: row r is ids[id_offsets[r] .. id_offsets[r+1] - 1) */
     struct id_entry *id_index; /* n_items, sorted by bytes */
     struct mapped categories;  /* n_items uint32, or empty */
+    struct mapped text_proj;   /* item_dim x text_dim float32, or empty */
+    size_t text_dim;           /* 0 without a text projection */
+    bool text_proj_normalize;  /* text_projection.normalize_input */
+    size_t text_max_len;       /* preprocessing.text.max_len, 0 when absent */
     const char **category_names;
     size_t n_categories;
     struct dr_interest *interest;
@@ -466,6 +473,63 @@ static enum dr_status load_categories(struct dr_bundle *b, const char *path, con
     return DR_OK;
 }
 
+/* The text projection: W_text, item_dim x text_dim (torch's Linear weight layout), mapped.
+ * Its text_dim must be the text encoder's output size: the projection was trained on that
+ * encoder's vectors, so any other encoder's would be projected to nonsense.  The size comes
+ * from the encoder's manifest (projection_dim, else hidden_size: bert.h); its weights are
+ * not loaded here. */
+static enum dr_status load_text_projection(struct dr_bundle *b, const char *path,
+                                           struct dr_error *err)
+{
+    char what[96];
+    snprintf(what, sizeof what, "item_dim %zu x text_dim %zu x 4", b->dim, b->text_dim);
+    enum dr_status st =
+        map_file(path, b->dim * b->text_dim * sizeof(float), what, &b->text_proj, err);
+    if (st != DR_OK)
+        return st;
+    const float *w = b->text_proj.addr;
+    for (size_t i = 0; i < b->dim * b->text_dim; i++) {
+        if (!isfinite(w[i]))
+            return dr_error_set(err, DR_ERR_FORMAT, "%s: row %zu has a non-finite value", path,
+                                i / b->text_dim);
+    }
+    struct dr_model_file *mf = NULL;
+    if ((st = dr_model_file_open(b->text_path, &mf, err)) != DR_OK) {
+        prefix_error(err, b->text_path, ": ");
+        return st;
+    }
+    int64_t hidden = 0, proj = 0;
+    if (!(st = dr_model_file_config_int(mf, "hidden_size", 1, MAX_TEXT_DIM, &hidden, err)))
+        st = dr_model_file_config_int_or(mf, "projection_dim", 0, MAX_TEXT_DIM, 0, &proj, err);
+    dr_model_file_destroy(mf);
+    if (st != DR_OK) {
+        prefix_error(err, b->text_path, ": ");
+        return st;
+    }
+    size_t out_dim = proj > 0 ? (size_t)proj : (size_t)hidden;
+    if (out_dim != b->text_dim)
+        return dr_error_set(err, DR_ERR_FORMAT,
+                            "manifest.json: text_projection.text_dim is %zu, the text encoder "
+                            "(%s) outputs %zu",
+                            b->text_dim, b->text_path, out_dim);
+    return DR_OK;
+}
+
+/* preprocessing.text.max_len, when given: the token count item text was cut to at export. */
+static enum dr_status load_text_max_len(struct dr_bundle *b, const cJSON *pre, struct dr_error *err)
+{
+    const cJSON *text = get_item(pre, "text");
+    if (!text)
+        return DR_OK;
+    if (!cJSON_IsObject(text))
+        return dr_error_set(err, DR_ERR_FORMAT,
+                            "manifest.json: preprocessing.text must be an object");
+    if (!get_item(text, "max_len"))
+        return DR_OK;
+    return need_uint(text, "max_len", "preprocessing.text.", 2, MAX_TEXT_LEN, &b->text_max_len,
+                     err);
+}
+
 static enum dr_status load_interest(struct dr_bundle *b, const char *path,
                                     const struct dr_model_opts *opts, const cJSON *pre,
                                     struct dr_error *err)
@@ -581,7 +645,7 @@ static enum dr_status load(struct dr_bundle *b, const struct dr_model_opts *opts
     const cJSON *m = b->manifest, *items = NULL, *index = NULL, *sums = NULL, *pre = NULL,
                 *training = NULL, *clip = NULL;
     const char *interest_rel = NULL, *ids_rel = NULL, *vectors_rel = NULL, *index_rel = NULL,
-               *metric = NULL, *cats_rel = NULL, *text_rel = NULL;
+               *metric = NULL, *cats_rel = NULL, *text_rel = NULL, *proj_rel = NULL;
     if ((st = need_object(m, "items", &items, err)) ||
         (st = need_object(m, "index", &index, err)) ||
         (st = need_object(m, "sha256", &sums, err)) ||
@@ -608,6 +672,27 @@ static enum dr_status load(struct dr_bundle *b, const struct dr_model_opts *opts
                             "with items.categories");
     if (get_item(m, "text_encoder") && (st = need_string(m, "text_encoder", "", &text_rel, err)))
         return st;
+    const cJSON *proj = get_item(m, "text_projection");
+    if (proj) {
+        if (!cJSON_IsObject(proj))
+            return dr_error_set(err, DR_ERR_FORMAT,
+                                "manifest.json: text_projection must be an object");
+        if (!text_rel)
+            return dr_error_set(err, DR_ERR_FORMAT,
+                                "manifest.json: text_projection without a text_encoder (the "
+                                "projection maps that encoder's vectors)");
+        if ((st = need_string(proj, "file", "text_projection.", &proj_rel, err)) ||
+            (st = need_uint(proj, "text_dim", "text_projection.", 1, MAX_TEXT_DIM, &b->text_dim,
+                            err)))
+            return st;
+        const cJSON *norm = get_item(proj, "normalize_input");
+        if (norm && !cJSON_IsBool(norm))
+            return dr_error_set(err, DR_ERR_FORMAT,
+                                "manifest.json: text_projection.normalize_input must be a boolean");
+        b->text_proj_normalize = !norm || cJSON_IsTrue(norm);
+    }
+    if ((st = load_text_max_len(b, pre, err)) != DR_OK)
+        return st;
     clip = get_item(pre, "clip");
     if (clip && !cJSON_IsObject(clip))
         return dr_error_set(err, DR_ERR_FORMAT,
@@ -616,12 +701,12 @@ static enum dr_status load(struct dr_bundle *b, const struct dr_model_opts *opts
         (st = opt_bound(clip, "amount", &b->clip_amount, err)))
         return st;
 
-    const char *required[] = {ids_rel, vectors_rel, index_rel, cats_rel};
-    if ((st = check_checksums(b, sums, required, 4, err)) != DR_OK)
+    const char *required[] = {ids_rel, vectors_rel, index_rel, cats_rel, proj_rel};
+    if ((st = check_checksums(b, sums, required, 5, err)) != DR_OK)
         return st;
 
     char *interest_path = NULL, *ids_path = NULL, *vectors_path = NULL, *index_path = NULL,
-         *cats_path = NULL;
+         *cats_path = NULL, *proj_path = NULL;
     if (!(st = resolve(b, "interest", interest_rel, true, &interest_path, err)) &&
         !(st = resolve(b, "items.ids", ids_rel, false, &ids_path, err)) &&
         !(st = resolve(b, "items.vectors", vectors_rel, false, &vectors_path, err)) &&
@@ -629,8 +714,11 @@ static enum dr_status load(struct dr_bundle *b, const struct dr_model_opts *opts
         !(st = cats_rel ? resolve(b, "items.categories", cats_rel, false, &cats_path, err)
                         : DR_OK) &&
         !(st = text_rel ? resolve(b, "text_encoder", text_rel, true, &b->text_path, err) : DR_OK) &&
+        !(st = proj_rel ? resolve(b, "text_projection.file", proj_rel, false, &proj_path, err)
+                        : DR_OK) &&
         !(st = load_ids(b, ids_path, err)) && !(st = load_vectors(b, vectors_path, err)) &&
         !(st = cats_path ? load_categories(b, cats_path, names, err) : DR_OK) &&
+        !(st = proj_path ? load_text_projection(b, proj_path, err) : DR_OK) &&
         !(st = load_interest(b, interest_path, opts, pre, err)))
         st = load_index(b, index_path, err);
     free(interest_path);
@@ -638,6 +726,7 @@ static enum dr_status load(struct dr_bundle *b, const struct dr_model_opts *opts
     free(vectors_path);
     free(index_path);
     free(cats_path);
+    free(proj_path);
     return st;
 }
 
@@ -678,6 +767,7 @@ void dr_bundle_destroy(struct dr_bundle *b)
         return;
     dr_ann_destroy(b->index);
     dr_interest_destroy(b->interest);
+    unmap_file(&b->text_proj);
     unmap_file(&b->categories);
     unmap_file(&b->vectors);
     free(b->category_names);
@@ -707,6 +797,23 @@ const char *dr_bundle_version(const struct dr_bundle *b)
 const char *dr_bundle_text_encoder_path(const struct dr_bundle *b)
 {
     return b->text_path;
+}
+
+const float *dr_bundle_text_projection(const struct dr_bundle *b, size_t *text_dim)
+{
+    if (text_dim)
+        *text_dim = b->text_dim;
+    return b->text_proj.addr;
+}
+
+bool dr_bundle_text_projection_normalizes(const struct dr_bundle *b)
+{
+    return b->text_proj.addr && b->text_proj_normalize;
+}
+
+size_t dr_bundle_text_max_len(const struct dr_bundle *b)
+{
+    return b->text_max_len;
 }
 
 size_t dr_bundle_n_items(const struct dr_bundle *b)

@@ -2,11 +2,12 @@
  *
  * A bundle is a directory: manifest.json, the interest model (a model directory), the item
  * ids, the item vectors (n_items x item_dim float32, mapped read-only), the HNSW index over
- * them and optional item categories.  dr_bundle_load checks all of it before returning: the
- * manifest's keys and types, that no path leaves the bundle (no absolute path, no "..", no
- * symlink out), every sha256 the manifest lists (and that every file under items/ has one),
- * the sizes of the item files, unique ids, finite vectors, the index's size, dimension and
- * metric, and that the interest model's item_dim is the bundle's.  A malformed bundle gives
+ * them, optional item categories, an optional text encoder (a BERT model directory) and an
+ * optional text projection from that encoder's output to item space.  dr_bundle_load checks all of
+ * it before returning: the manifest's keys and types, that no path leaves the bundle (no absolute
+ * path, no "..", no symlink out), every sha256 the manifest lists (and that every file under items/
+ * has one), the sizes of the item files, unique ids, finite vectors, the index's size, dimension
+ * and metric, and that the interest model's item_dim is the bundle's.  A malformed bundle gives
  * DR_ERR_IO (a file cannot be read) or DR_ERR_FORMAT with a message naming the file.
  *
  * A loaded bundle is immutable: any number of threads may read it, score with it and search
@@ -44,6 +45,18 @@ const char *dr_bundle_name(const struct dr_bundle *bundle);
 const char *dr_bundle_version(const struct dr_bundle *bundle);
 /* The text encoder's directory (resolved, inside the bundle) or NULL when there is none. */
 const char *dr_bundle_text_encoder_path(const struct dr_bundle *bundle);
+/* The text projection W_text (text_projection in the manifest): item_dim x text_dim floats,
+ * row-major (torch's Linear weight layout), mapped read-only and borrowed; the item tower maps
+ * a text encoder output t to item space as W_text . (t / |t|).  NULL (and *text_dim 0) when
+ * the bundle has none; a bundle with one always has a text encoder whose output size is
+ * text_dim.  text_dim may be NULL. */
+const float *dr_bundle_text_projection(const struct dr_bundle *bundle, size_t *text_dim);
+/* text_projection.normalize_input (default true): whether t is L2-normalised before W_text.
+ * false without a projection. */
+bool dr_bundle_text_projection_normalizes(const struct dr_bundle *bundle);
+/* preprocessing.text.max_len: the tokens (with [CLS] and [SEP]) item text was cut to when the
+ * item vectors were made; 0 when the manifest gives none. */
+size_t dr_bundle_text_max_len(const struct dr_bundle *bundle);
 
 size_t dr_bundle_n_items(const struct dr_bundle *bundle);
 size_t dr_bundle_item_dim(const struct dr_bundle *bundle);

@@ -53,12 +53,17 @@ static void usage(FILE *out)
             "  --metrics ADDR       Prometheus /metrics on host:port, 'off' to disable (env "
             "DR_METRICS; default 127.0.0.1:9090)\n"
             "  --text-model DIR     BERT model directory served by Embed (env "
-            "DR_TEXT_MODEL)\n"
+            "DR_TEXT_MODEL);\n"
+            "                       Embed's only: query text uses the bundle's text encoder\n"
             "  --model DIR          model bundle served by Recommend and Rank (env DR_MODEL;\n"
             "                       docs/bundle.md), loaded after the port opens: until it\n"
             "                       is loaded and warm, health says NOT_SERVING for\n"
             "                       driftrec.v1.Recommender and Recommend and Rank answer\n"
             "                       UNAVAILABLE; a bad bundle stops the server, exit 2\n"
+            "  --query-weight W     w in [0, 1] of Recommend's query-text heuristic: the user\n"
+            "                       vector u becomes (1-w) u + w |u| q/|q|, q the query's\n"
+            "                       item-space vector (env DR_QUERY_WEIGHT; default 0.5;\n"
+            "                       docs/api.md)\n"
             "  --warmup N           index searches the model's warm-up runs before it is\n"
             "                       served (item vectors as queries; default 100)\n"
             "  --state-cache N      users whose interest state is cached, 0 for none "
@@ -93,6 +98,19 @@ static long parse_count(const char *flag, const char *value, long max)
         exit(2);
     }
     return v;
+}
+
+/* Parses a number in [0, 1]; exits with a message on a bad one. */
+static float parse_unit(const char *flag, const char *value)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(value, &end);
+    if (errno || end == value || *end || !(v >= 0 && v <= 1)) {
+        fprintf(stderr, "driftrec-server: %s %s: expected a number in [0, 1]\n", flag, value);
+        exit(2);
+    }
+    return (float)v;
 }
 
 /* What the flags, the environment and the config file set: the server's options and the
@@ -143,6 +161,8 @@ static bool apply_option(struct options *o, const char *name, const char *v, con
         opts->drain_grace_ms = (int)parse_count(label, v, 600000);
     else if (strcmp(name, "drain-delay-ms") == 0)
         opts->drain_delay_ms = strcmp(v, "0") == 0 ? 0 : (int)parse_count(label, v, 600000);
+    else if (strcmp(name, "query-weight") == 0)
+        opts->query_weight = parse_unit(label, v);
     else if (strcmp(name, "warmup") == 0)
         opts->warmup_queries = strcmp(v, "0") == 0 ? 0 : (size_t)parse_count(label, v, 10000000L);
     else if (strcmp(name, "log-key-file") == 0)
@@ -191,6 +211,9 @@ static cJSON *load_config(const char *path, struct options *opts)
         const char *v = NULL;
         if (cJSON_IsString(item)) {
             v = item->valuestring;
+        } else if (cJSON_IsNumber(item) && strcmp(item->string, "query-weight") == 0) {
+            snprintf(number, sizeof number, "%.17g", item->valuedouble); /* the one fraction */
+            v = number;
         } else if (cJSON_IsNumber(item)) {
             snprintf(number, sizeof number, "%.0f", item->valuedouble);
             if (item->valuedouble != (double)(long long)item->valuedouble) {
@@ -255,10 +278,15 @@ int main(int argc, char **argv)
     cJSON *config = config_path ? load_config(config_path, &opts) : NULL;
 
     static const char *const env_options[][2] = {
-        {"DR_LISTEN", "listen"},         {"DR_HISTORY", "history"},
-        {"DR_VARIANT", "variant"},       {"DR_METRICS", "metrics"},
-        {"DR_TEXT_MODEL", "text-model"}, {"DR_MODEL", "model"},
-        {"DR_LOG_LEVEL", "log-level"},   {"DR_LOG_KEY_FILE", "log-key-file"},
+        {"DR_LISTEN", "listen"},
+        {"DR_HISTORY", "history"},
+        {"DR_VARIANT", "variant"},
+        {"DR_METRICS", "metrics"},
+        {"DR_TEXT_MODEL", "text-model"},
+        {"DR_MODEL", "model"},
+        {"DR_LOG_LEVEL", "log-level"},
+        {"DR_LOG_KEY_FILE", "log-key-file"},
+        {"DR_QUERY_WEIGHT", "query-weight"},
     };
     for (size_t i = 0; i < sizeof env_options / sizeof env_options[0]; i++)
         if (getenv(env_options[i][0]))
@@ -343,6 +371,9 @@ int main(int argc, char **argv)
         dr_log_int(&line, "state_cache", (long long)opts.server.state_cache_users);
         dr_log_int(&line, "impression_queue", (long long)opts.server.impression_queue);
         dr_log_int(&line, "warmup_queries", (long long)opts.server.warmup_queries);
+        /* Recommend's query_text: served only with the bundle's text encoder and projection. */
+        dr_log_str(&line, "query_text", dr_bundle_text_projection(bundle, NULL) ? "served" : "off");
+        dr_log_double(&line, "query_weight", (double)opts.server.query_weight);
         dr_log_double(&line, "warmup_ms", (double)(dr_now_ns() - start_ns) / 1e6);
         dr_log_end(&line);
     }

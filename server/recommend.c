@@ -8,7 +8,9 @@
  *      the cache and has no inline events reads nothing;
  *   3. inline events (sorted by ts) step a private copy of the state; one older than the
  *      state's last event instead replays the window merged with them (not cached);
- *   4. Recommend: index search for max(k, ef) candidates, exact fp32 re-scoring, the best
+ *   4. Recommend with query text: the query's item-space vector blended into the user vector
+ *      (recommend.h; encode_query and blend_query below);
+ *   5. Recommend: index search for max(k, ef) candidates, exact fp32 re-scoring, the best
  *      k (ties to the lower row), each explained by the most similar recent history item;
  *      Rank: exact scores of the known candidates, sorted the same way.
  * "Usable": the item is one of the bundle's ids and the event type one of its event types;
@@ -25,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bert.h"
+#include "tokenizer.h"
 #include "validate.h"
 #include "workpool.h" /* dr_now_ns */
 
@@ -67,6 +71,14 @@ struct dr_recommender {
     size_t dim, n_items, max_events, ef, state_size;
     float clip_dwell_s, clip_amount;
     int32_t model_type[N_PROTO_TYPES]; /* driftrec.v1.EventType -> the model's type, or -1 */
+    /* Query text: the bundle's text encoder and its vocabulary (owned; NULL when the bundle has
+     * no text projection), W_text (borrowed from the bundle), the tokens a query is cut to. */
+    struct dr_bert *text_model;
+    struct dr_tokenizer *tokenizer;
+    const float *text_proj;
+    size_t text_dim, text_max_len;
+    bool is_text_normalized;
+    float query_weight;
     /* "ingest": one history write at a time, so cached states step in the store's order
      * (equal timestamps are ordered by the write's sequence number).  Taken before any cache
      * shard lock.  Guards ingest_ws. */
@@ -111,6 +123,13 @@ struct dr_rec_call {
     ProtobufCBinaryData *unknown; /* DR_MAX_CANDIDATES */
     char *text;                   /* DR_MAX_K explanations of EXPLAIN_BYTES */
     Driftrec__V1__StageTimings timings;
+    /* query text (only with a text model): token ids, the encoder's workspace and output,
+     * the query's item-space vector */
+    int32_t *query_ids; /* text_max_len */
+    void *text_ws;
+    size_t text_ws_size;
+    float *text_vec;  /* text_dim */
+    float *query_vec; /* dim */
 };
 
 /* ---- call scratch -------------------------------------------------------------------------- */
@@ -140,6 +159,10 @@ static void call_destroy(struct dr_rec_call *c)
     free(c->item_ptrs);
     free(c->unknown);
     free(c->text);
+    free(c->query_ids);
+    dr_aligned_free(c->text_ws);
+    dr_aligned_free(c->text_vec);
+    dr_aligned_free(c->query_vec);
     free(c);
 }
 
@@ -178,6 +201,18 @@ static struct dr_rec_call *call_create(const struct dr_recommender *rec)
         !c->text || dr_ann_searcher_create(dr_bundle_index(rec->bundle), &c->searcher) != DR_OK) {
         call_destroy(c);
         return NULL;
+    }
+    if (rec->text_model) {
+        c->query_ids = malloc(rec->text_max_len * sizeof *c->query_ids);
+        c->text_ws_size =
+            dr_bert_workspace_size(rec->text_model, rec->text_max_len, rec->text_max_len);
+        c->text_ws = dr_aligned_alloc(c->text_ws_size);
+        c->text_vec = dr_aligned_alloc(rec->text_dim * sizeof(float));
+        c->query_vec = dr_aligned_alloc(rec->dim * sizeof(float));
+        if (!c->query_ids || !c->text_ws || !c->text_vec || !c->query_vec) {
+            call_destroy(c);
+            return NULL;
+        }
     }
     return c;
 }
@@ -635,6 +670,72 @@ static grpc_status_code find_category(const struct dr_recommender *rec,
     return GRPC_STATUS_INVALID_ARGUMENT;
 }
 
+/* ---- query text --------------------------------------------------------------------------- */
+
+static double norm2(const float *x, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++)
+        s += (double)x[i] * (double)x[i];
+    return sqrt(s);
+}
+
+/* The query's item-space vector into c->query_vec, as the item tower maps an item's text:
+ * W_text . (t / max(|t|, 1e-6)), t the encoder's output for [CLS] pieces [SEP] cut to
+ * text_max_len.  *has_pieces is false (and query_vec untouched) for text with no word pieces:
+ * training gave such item text a zero vector, so the query adds nothing.  INVALID_ARGUMENT
+ * when the tokenizer refuses the text, INTERNAL when the encoder does. */
+static grpc_status_code encode_query(const struct dr_recommender *rec, struct dr_rec_call *c,
+                                     const char *text, size_t len, bool *has_pieces, char *msg,
+                                     size_t msg_size)
+{
+    struct dr_error err = {0};
+    size_t n_ids = 0;
+    *has_pieces = false;
+    if (dr_tokenizer_encode(rec->tokenizer, text, len, rec->text_max_len, c->query_ids, &n_ids,
+                            &err) != DR_OK) {
+        snprintf(msg, msg_size, "query_text: %s", err.msg);
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+    if (n_ids <= 2) /* [CLS] [SEP] only */
+        return GRPC_STATUS_OK;
+    enum dr_status st = dr_bert_encode(rec->text_model, 1, c->query_ids, &n_ids, c->text_vec,
+                                       rec->text_dim, c->text_ws, c->text_ws_size);
+    if (st != DR_OK) {
+        snprintf(msg, msg_size, "query_text: the text encoder failed: %s", dr_status_str(st));
+        return GRPC_STATUS_INTERNAL;
+    }
+    if (rec->is_text_normalized) {
+        /* the trainer's t / clamp_min(|t|, 1e-6) */
+        double n = norm2(c->text_vec, rec->text_dim);
+        float inv = (float)(1.0 / (n > 1e-6 ? n : 1e-6));
+        for (size_t i = 0; i < rec->text_dim; i++)
+            c->text_vec[i] *= inv;
+    }
+    /* q[dim] = W_text[dim x text_dim] . t: one row of A times B transposed */
+    rec->kern->gemm_f32_nt(1, rec->dim, rec->text_dim, c->text_vec, rec->text_dim, rec->text_proj,
+                           rec->text_dim, NULL, c->query_vec, rec->dim);
+    *has_pieces = true;
+    return GRPC_STATUS_OK;
+}
+
+/* c->user_vec = (1 - w) u + w |u| q / |q|: the query's direction at the user's length, so w
+ * weighs direction against direction whatever the scales of u and q; q alone for |u| = 0. */
+static void blend_query(const struct dr_recommender *rec, struct dr_rec_call *c)
+{
+    double nu = norm2(c->user_vec, rec->dim), nq = norm2(c->query_vec, rec->dim);
+    if (!(nq > 0))
+        return; /* W_text maps this text to zero: nothing to move towards */
+    if (nu == 0) {
+        memcpy(c->user_vec, c->query_vec, rec->dim * sizeof *c->user_vec);
+        return;
+    }
+    double w = (double)rec->query_weight, scale = w * nu / nq;
+    for (size_t j = 0; j < rec->dim; j++)
+        c->user_vec[j] =
+            (float)((1.0 - w) * (double)c->user_vec[j] + scale * (double)c->query_vec[j]);
+}
+
 /* ---- the calls ------------------------------------------------------------------------------ */
 
 grpc_status_code dr_recommender_recommend(struct dr_recommender *rec, struct dr_rec_call *c,
@@ -645,14 +746,17 @@ grpc_status_code dr_recommender_recommend(struct dr_recommender *rec, struct dr_
     grpc_status_code code = check_model(rec, req->has_model, &req->model, msg, msg_size);
     if (code != GRPC_STATUS_OK)
         return code;
-    if (req->has_query_text && req->query_text.len > 0) {
-        /* The bundle maps no text into the item space yet (its text projection is not
-         * exported), so there is nothing honest to blend the query with. */
+    bool has_query = req->has_query_text && req->query_text.len > 0;
+    if (has_query && !rec->text_model) {
+        /* Without the encoder the projection was trained on, and the projection, there is no
+         * honest way from text to the item space. */
         snprintf(msg, msg_size,
-                 "query_text: not served yet (model \"%s\" has no query-text "
-                 "path); leave it empty",
-                 dr_bundle_name(rec->bundle));
-        return GRPC_STATUS_UNIMPLEMENTED;
+                 "query_text: model \"%s\" has no %s, so it cannot map text to items; leave "
+                 "query_text empty",
+                 dr_bundle_name(rec->bundle),
+                 dr_bundle_text_encoder_path(rec->bundle) ? "text projection (text_projection)"
+                                                          : "text encoder and text projection");
+        return GRPC_STATUS_FAILED_PRECONDITION;
     }
     uint32_t category = 0;
     bool has_category = req->has_category && req->category.len > 0;
@@ -665,6 +769,15 @@ grpc_status_code dr_recommender_recommend(struct dr_recommender *rec, struct dr_
                        exclude, msg, msg_size);
     if (code != GRPC_STATUS_OK)
         return code;
+    if (has_query) {
+        bool has_pieces = false;
+        code = encode_query(rec, c, (const char *)req->query_text.data, req->query_text.len,
+                            &has_pieces, msg, msg_size);
+        if (code != GRPC_STATUS_OK)
+            return code;
+        if (has_pieces)
+            blend_query(rec, c);
+    }
 
     /* max(k, ef) candidates cost the search nothing more (it keeps ef anyway) and give the
      * exact re-scoring more to choose the best k from. */
@@ -881,11 +994,42 @@ const struct dr_bundle *dr_recommender_bundle(const struct dr_recommender *rec)
     return rec->bundle;
 }
 
-enum dr_status dr_recommender_create(const struct dr_bundle *bundle, struct dr_history *history,
-                                     struct dr_metrics *metrics, size_t cache_users,
-                                     size_t n_warmup, struct dr_recommender **out,
-                                     struct dr_error *err)
+/* The bundle's text encoder and its vocabulary, for query text; only with a text projection
+ * (without one the encoder's vectors have no way into the item space). */
+static enum dr_status load_query_encoder(struct dr_recommender *rec, struct dr_error *err)
 {
+    rec->text_proj = dr_bundle_text_projection(rec->bundle, &rec->text_dim);
+    if (!rec->text_proj)
+        return DR_OK;
+    const char *path = dr_bundle_text_encoder_path(rec->bundle);
+    enum dr_status st = dr_bert_load(path, NULL, &rec->text_model, err);
+    if (st != DR_OK)
+        return st;
+    /* The bundle's loader checked text_dim against the manifest; this is the loaded model. */
+    if (dr_bert_output_dim(rec->text_model) != rec->text_dim)
+        return dr_error_set(err, DR_ERR_FORMAT, "%s: outputs %zu values, text_projection wants %zu",
+                            path, dr_bert_output_dim(rec->text_model), rec->text_dim);
+    const char *vocab = dr_bert_vocab_path(rec->text_model);
+    if (!vocab)
+        return dr_error_set(err, DR_ERR_FORMAT, "%s: the manifest names no vocabulary", path);
+    st = dr_tokenizer_load(vocab, dr_bert_vocab_lower_case(rec->text_model), &rec->tokenizer, err);
+    if (st != DR_OK)
+        return st;
+    /* Item text was cut to preprocessing.text.max_len at export: a query is cut the same way. */
+    size_t max_len = dr_bundle_text_max_len(rec->bundle);
+    max_len = max_len ? max_len : DR_TEXT_MAX_TOKENS;
+    size_t positions = dr_bert_max_len(rec->text_model);
+    rec->text_max_len = max_len < positions ? max_len : positions;
+    rec->is_text_normalized = dr_bundle_text_projection_normalizes(rec->bundle);
+    return DR_OK;
+}
+
+enum dr_status dr_recommender_create(const struct dr_bundle *bundle, struct dr_history *history,
+                                     struct dr_metrics *metrics,
+                                     const struct dr_recommender_opts *opts,
+                                     struct dr_recommender **out, struct dr_error *err)
+{
+    size_t cache_users = opts->cache_users, n_warmup = opts->n_warmup;
     struct dr_recommender *rec = calloc(1, sizeof *rec);
     if (!rec)
         return dr_error_set(err, DR_ERR_NOMEM, "recommender: out of memory");
@@ -901,6 +1045,7 @@ enum dr_status dr_recommender_create(const struct dr_bundle *bundle, struct dr_h
     rec->state_size = dr_interest_state_size(rec->model);
     rec->clip_dwell_s = dr_bundle_clip_dwell_s(bundle);
     rec->clip_amount = dr_bundle_clip_amount(bundle);
+    rec->query_weight = opts->query_weight;
     /* The proto's types by name ("IMPRESSION" is the bundle's "impression"). */
     static const char *const names[N_PROTO_TYPES] = {"",     "impression", "view",  "click",
                                                      "cart", "purchase",   "review"};
@@ -920,6 +1065,10 @@ enum dr_status dr_recommender_create(const struct dr_bundle *bundle, struct dr_h
         dr_recommender_destroy(rec);
         return dr_error_set(err, st, "recommender: out of memory");
     }
+    if ((st = load_query_encoder(rec, err)) != DR_OK) {
+        dr_recommender_destroy(rec);
+        return st;
+    }
 
     /* Warm-up: the empty-history vector and its search, then n_warmup searches from item
      * vectors spread over the bundle, so the first clients do not pay for page faults in the
@@ -936,6 +1085,14 @@ enum dr_status dr_recommender_create(const struct dr_bundle *bundle, struct dr_h
     if (st == DR_OK)
         st = dr_ann_search(c->searcher, c->user_vec, DEFAULT_K,
                            &(struct dr_ann_query_opts){.ef = rec->ef}, c->ids, NULL, &n_out);
+    if (st == DR_OK && rec->text_model) { /* the encoder's pages too */
+        char msg[200];
+        bool has_pieces = false;
+        static const char warm_text[] = "warm up the query encoder";
+        if (encode_query(rec, c, warm_text, sizeof warm_text - 1, &has_pieces, msg, sizeof msg) !=
+            GRPC_STATUS_OK)
+            st = DR_ERR_INTERNAL;
+    }
     for (size_t i = 0; i < n_warmup && st == DR_OK; i++) {
         size_t row = (size_t)((uint64_t)i * rec->n_items / n_warmup);
         st = dr_ann_search(c->searcher, dr_bundle_item_vector(bundle, row), DEFAULT_K,
@@ -960,6 +1117,8 @@ void dr_recommender_destroy(struct dr_recommender *rec)
         call_destroy(c);
     }
     dr_state_cache_destroy(rec->cache);
+    dr_tokenizer_destroy(rec->tokenizer);
+    dr_bert_destroy(rec->text_model);
     dr_aligned_free(rec->ingest_ws);
     pthread_mutex_destroy(&rec->pool_lock);
     pthread_mutex_destroy(&rec->ingest_lock);

@@ -10,6 +10,13 @@
  * dot products) and returns the best k; Rank scores the given candidates exactly.  Ingest
  * goes through dr_recommender_ingest so that cached states advance with each stored event.
  *
+ * Query text (Recommend's query_text), a heuristic the model was never trained for: with a
+ * bundle that has a text encoder and a text projection, the text is encoded by the bundle's
+ * encoder (the one the projection was trained on), L2-normalised and projected into item
+ * space (q), as the item tower maps an item's text; then the user vector u becomes
+ * (1 - w) u + w |u| q / |q|, w the query weight (q alone for |u| = 0), and is searched as
+ * usual.  Without the encoder or the projection a query gets FAILED_PRECONDITION.
+ *
  * Threads: any number of workers call Recommend, Rank and Ingest at once, each with its own
  * struct dr_rec_call (buffers, index searcher, model workspace), taken from and returned to
  * a pool.  The bundle is read-only; the cache locks per shard; Ingest writes one at a time.
@@ -31,17 +38,28 @@
 struct dr_recommender;
 
 #define DR_WARMUP_DEFAULT_QUERIES 100
+#define DR_QUERY_WEIGHT_DEFAULT   0.5f
+/* Tokens (with [CLS] and [SEP]) a text is cut to by Embed, and by a query when the bundle's
+ * preprocessing.text.max_len does not say; never more than the encoder's positions. */
+#define DR_TEXT_MAX_TOKENS 128
+
+struct dr_recommender_opts {
+    size_t cache_users; /* the state cache's capacity in users (0: no cache, every call replays) */
+    size_t n_warmup;    /* index searches the warm-up runs */
+    float query_weight; /* w of the query-text blend, in [0, 1] */
+};
 
 /* bundle, history, metrics (may be NULL): borrowed, they must outlive the recommender.
- * cache_users: the state cache's capacity in users (0: no cache, every call replays).
- * Warms up before returning: the empty-history user vector and its index search, then
- * n_warmup searches with item vectors spread over the bundle as queries, so the first
- * clients do not pay for page faults in the model, the vectors and the index.
- * *out: returns owned (free with dr_recommender_destroy). */
+ * opts: borrowed, read here only.  When the bundle has a text encoder and a text projection,
+ * loads that encoder and its vocabulary for query text (a failure fails the create).
+ * Warms up before returning: the empty-history user vector and its index search, a query
+ * encoding when there is an encoder, then n_warmup searches with item vectors spread over
+ * the bundle as queries, so the first clients do not pay for page faults in the models, the
+ * vectors and the index.  *out: returns owned (free with dr_recommender_destroy). */
 enum dr_status dr_recommender_create(const struct dr_bundle *bundle, struct dr_history *history,
-                                     struct dr_metrics *metrics, size_t cache_users,
-                                     size_t n_warmup, struct dr_recommender **out,
-                                     struct dr_error *err);
+                                     struct dr_metrics *metrics,
+                                     const struct dr_recommender_opts *opts,
+                                     struct dr_recommender **out, struct dr_error *err);
 void dr_recommender_destroy(struct dr_recommender *rec); /* NULL is a no-op */
 
 /* The bundle it serves (borrowed from the creator). */
@@ -58,7 +76,8 @@ void dr_recommender_call_end(struct dr_recommender *rec, struct dr_rec_call *cal
  * model_version, request_id, timings.search_us; the caller adds the variant and the other
  * timings), or another status with msg set ("category \"x\": not one of the model's
  * categories").  Returns a gRPC status rather than a dr_status because the answers include
- * NOT_FOUND (another model) and UNIMPLEMENTED (query_text), which dr_status has no words for.
+ * NOT_FOUND (another model) and FAILED_PRECONDITION (query_text without a text encoder and
+ * projection in the bundle), which dr_status has no words for.
  * req, resp: borrowed. */
 grpc_status_code dr_recommender_recommend(struct dr_recommender *rec, struct dr_rec_call *call,
                                           const Driftrec__V1__RecommendRequest *req,

@@ -550,16 +550,14 @@ static void handle_rank(struct call *c, struct dr_recommender *rec)
 }
 
 /* Embed: tokenize each text with the model's vocabulary ([CLS] ... [SEP], cut to the
- * model's maximum length, at most EMBED_MAX_LEN), encode them as one ragged batch. */
-#define EMBED_MAX_LEN 128
-
+ * model's maximum length, at most DR_TEXT_MAX_TOKENS), encode them as one ragged batch. */
 static void handle_embed(struct call *c)
 {
     struct dr_server *srv = c->srv;
     const Driftrec__V1__EmbedRequest *req = (const void *)c->request;
     size_t n = req->n_texts, dim = dr_bert_output_dim(srv->bert);
-    size_t max_len =
-        dr_bert_max_len(srv->bert) < EMBED_MAX_LEN ? dr_bert_max_len(srv->bert) : EMBED_MAX_LEN;
+    size_t max_len = dr_bert_max_len(srv->bert) < DR_TEXT_MAX_TOKENS ? dr_bert_max_len(srv->bert)
+                                                                     : DR_TEXT_MAX_TOKENS;
     int32_t *ids = malloc(n * max_len * sizeof *ids);
     size_t *lens = malloc(n * sizeof *lens);
     float *out = malloc(n * dim * sizeof *out);
@@ -818,6 +816,7 @@ void dr_server_opts_default(struct dr_server_opts *opts)
         .impression_queue = DR_IMPRESSION_LOG_DEFAULT_CAPACITY,
         .warmup_queries = DR_WARMUP_DEFAULT_QUERIES,
         .drain_delay_ms = 0,
+        .query_weight = DR_QUERY_WEIGHT_DEFAULT,
     };
 }
 
@@ -1040,9 +1039,13 @@ enum dr_status dr_server_set_model(struct dr_server *srv, const struct dr_bundle
     DR_ASSERT(recommender(srv) == NULL);
     struct dr_recommender *rec = NULL;
     struct dr_impression_log *impressions = NULL;
+    struct dr_recommender_opts ropts = {
+        .cache_users = srv->opts.state_cache_users,
+        .n_warmup = srv->opts.warmup_queries,
+        .query_weight = srv->opts.query_weight,
+    };
     enum dr_status st =
-        dr_recommender_create(bundle, srv->history, srv->metrics, srv->opts.state_cache_users,
-                              srv->opts.warmup_queries, &rec, err);
+        dr_recommender_create(bundle, srv->history, srv->metrics, &ropts, &rec, err);
     if (st == DR_OK && srv->opts.impression_queue > 0)
         st = dr_impression_log_create(srv->history, srv->opts.impression_queue, &impressions, err);
     if (st != DR_OK) {

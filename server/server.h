@@ -21,7 +21,9 @@ struct dr_server_opts {
     const char *variant;      /* A/B arm reported in replies ("" = none) */
     int drain_grace_ms;       /* in-flight calls get this long at shutdown */
     const char *metrics_addr; /* Prometheus /metrics on host:port; NULL or "" = off */
-    const char *text_model;   /* BERT model directory for Embed; NULL or "" = none */
+    /* BERT model directory for Embed; NULL or "" = none.  Embed's only: Recommend's query text
+     * uses the bundle's own text encoder, the one its text projection was trained on. */
+    const char *text_model;
     /* A recommendation model will follow (dr_server_set_model): until then Recommend and Rank
      * answer UNAVAILABLE (retry), not FAILED_PRECONDITION (no model on this instance). */
     bool is_model_expected;
@@ -35,6 +37,9 @@ struct dr_server_opts {
     const char *log_key_path;
     /* At shutdown, health answers NOT_SERVING this long while calls are still served. */
     int drain_delay_ms;
+    /* w in [0, 1] of Recommend's query-text blend (recommend.h): 0 ignores the query, 1 ranks
+     * by it alone. */
+    float query_weight;
 };
 
 void dr_server_opts_default(struct dr_server_opts *opts);

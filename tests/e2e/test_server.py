@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import unittest
+from pathlib import Path
 
 import grpc
 
@@ -797,8 +798,8 @@ class RecommendWithBundle(unittest.TestCase):
              'model "other" is not loaded (this instance serves "e2e-shop")'),
             (R, pb.RecommendRequest(user_id="u", category="boats"), "INVALID_ARGUMENT",
              'category "boats": not one of'),
-            (R, pb.RecommendRequest(user_id="u", query_text="red shoes"), "UNIMPLEMENTED",
-             "query_text"),
+            (R, pb.RecommendRequest(user_id="u", query_text="red shoes"), "FAILED_PRECONDITION",
+             'query_text: model "e2e-shop" has no text encoder and text projection'),
             (R, pb.RecommendRequest(user_id="u", recent_events=[event(user="v")]),
              "INVALID_ARGUMENT", "differs"),
             (K, pb.RankRequest(user_id="u"), "INVALID_ARGUMENT", "candidate_item_ids: 0 given"),
@@ -1275,6 +1276,164 @@ class InterestMoves(unittest.TestCase):
                 self.assertEqual({i.item_id[0] for i in after.items}, {"b"}, after.items)
                 self.assertEqual({i.because_item_id for i in after.items}, {"b-150"})
                 self.assertNotIn("b-150", {i.item_id for i in after.items})  # seen: excluded
+
+
+class QueryText(unittest.TestCase):
+    """Recommend's query_text, the documented heuristic (docs/api.md): a bundle with a small
+    random BERT text encoder (int8, as training exports it) and a random text projection;
+    the server's blended vector's top-k against the same blend computed with PyTorch (the
+    encoder on the exported weights, the fp32 interest model) and numpy."""
+
+    N, TEXT_DIM, MAX_LEN = 300, 32, 16
+    QUERIES = ["red hiking boot", "cheap phone case with large screen", "warm water proof"]
+
+    @classmethod
+    def setUpClass(cls):
+        if TRAIN_DIR not in sys.path:
+            sys.path.insert(0, TRAIN_DIR)
+        import driftrec_train.runtime  # noqa: F401
+        import numpy as np
+        import torch
+        from driftrec_train import bert, bundle as bundle_mod, export, golden, interest, mlm
+        from driftrec_train.events import EVENT_TYPES
+        torch.set_num_threads(1)
+        cls.click = EVENT_TYPES.index("click")
+        cls.np, cls.torch, cls.interest, cls.mlm = np, torch, interest, mlm
+        cls.dir = tempfile.TemporaryDirectory()
+        d = cls.dir.name
+        vocab = os.path.join(d, "vocab.txt")
+        golden.write_vocab(Path(vocab), 64)
+        enc = bert.TextEncoder(bert.BertConfig(
+            vocab_size=64, hidden_size=cls.TEXT_DIM, num_hidden_layers=1, num_attention_heads=2,
+            intermediate_size=64, max_position_embeddings=32, pooling="mean"))
+        bert.random_init(enc, torch.Generator().manual_seed(5), std=0.3)
+        text_dir = export.export_bert(enc.eval(), os.path.join(d, "text"), dtype="int8",
+                                      name="e2e-text", vocab=vocab, do_lower_case=True)
+        cls.encoder = export.load_bert(text_dir)  # the weights the server has
+        cls.vocab = vocab
+        config = interest.InterestConfig(item_dim=DIM, hidden_size=16, num_layers=1,
+                                         max_events=MAX_EVENTS, half_life_s=86400.0)
+        cls.model = interest.InterestModel(config)
+        interest.random_init(cls.model, torch.Generator().manual_seed(13))
+        cls.model.eval()
+        rng = np.random.default_rng(31)
+        cls.vectors = (0.5 * rng.standard_normal((cls.N, DIM))).astype(np.float32)
+        cls.proj = rng.standard_normal((DIM, cls.TEXT_DIM)).astype(np.float32)
+        cls.ids = [f"q-{r}" for r in range(cls.N)]
+        common = dict(name="query-shop", interest_model=cls.model, item_ids=cls.ids,
+                      item_vectors=cls.vectors, training={"run": "e2e"}, index_threads=1,
+                      text_model_dir=text_dir)
+        cls.path = str(bundle_mod.write_bundle(
+            os.path.join(d, "bundle"), text_projection=cls.proj,
+            preprocessing={"clip": CLIP, "time_unit": "seconds",
+                           "text": {"max_len": cls.MAX_LEN}}, **common))
+        # The same bundle without the projection: its encoder alone maps nothing to items.
+        cls.no_proj = str(bundle_mod.write_bundle(
+            os.path.join(d, "no-proj"), preprocessing={"clip": CLIP, "time_unit": "seconds"},
+            **common))
+        cls.srv = Server(d + "/history", "--model", cls.path)
+        cls.srv_w1 = Server(d + "/history-w1", "--model", cls.path, "--query-weight", "1")
+        events = [event(user="qt", item=f"q-{r}", ts=T0 + 600 * j, event_id=f"qt-{j}")
+                  for j, r in enumerate((3, 40, 41, 170, 222))]
+        for srv in (cls.srv, cls.srv_w1):
+            srv.ingest(events)
+        cls.history = events
+
+    @classmethod
+    def tearDownClass(cls):
+        for srv in (cls.srv, cls.srv_w1):
+            assert srv.stop() == 0, srv.stderr()
+        cls.dir.cleanup()
+
+    def recommend(self, srv, user, **kw):
+        return srv.call("/driftrec.v1.Recommender/Recommend",
+                        pb.RecommendRequest(user_id=user, **kw), pb.RecommendResponse, timeout=10)
+
+    def user_vector(self, events):
+        np, I = self.np, self.interest
+        row = {i: r for r, i in enumerate(self.ids)}
+        ue = I.UserEvents(
+            item_vecs=np.stack([self.vectors[row[e.item_id]] for e in events])
+            if events else np.zeros((0, DIM), np.float32),
+            text_vecs=None, event_types=[self.click] * len(events),
+            ts=[e.ts for e in events], dwell_s=[None] * len(events),
+            amount=[None] * len(events), rating=[None] * len(events))
+        with self.torch.no_grad():
+            return self.model.forward_user(ue).double().numpy()
+
+    def query_vector(self, text):
+        """W_text . (t / |t|), t the encoder's mean-pooled output as training computes it."""
+        t = self.mlm.encode_texts(self.encoder, [text], self.vocab, True, self.MAX_LEN)[0]
+        t = t.astype(self.np.float64)
+        return self.proj.astype(self.np.float64) @ (t / max(self.np.linalg.norm(t), 1e-6))
+
+    def blend(self, u, q, w):
+        nu, nq = self.np.linalg.norm(u), self.np.linalg.norm(q)
+        return q if nu == 0 else (1 - w) * u + w * nu * q / nq
+
+    def top(self, v, k, excluded=()):
+        s = self.vectors.astype(self.np.float64) @ v
+        order = sorted((r for r in range(self.N) if r not in excluded), key=lambda r: (-s[r], r))
+        return [self.ids[r] for r in order[:k]], s
+
+    def test_query_blends_with_the_user_vector(self):
+        u = self.user_vector(self.history)
+        seen = {int(e.item_id[2:]) for e in self.history}
+        plain = [i.item_id for i in self.recommend(self.srv, "qt", k=10).items]
+        for text in self.QUERIES:
+            with self.subTest(text=text):
+                r = self.recommend(self.srv, "qt", k=10, query_text=text)
+                got = [i.item_id for i in r.items]
+                want, scores = self.top(self.blend(u, self.query_vector(text), 0.5), 10, seen)
+                overlap = len(set(got) & set(want))
+                self.assertGreaterEqual(overlap, 8, (got, want))
+                scale = self.np.abs(scores).max()
+                for it in r.items:  # the blended vector's exact dot products, int8 apart
+                    self.assertLess(abs(it.score - scores[int(it.item_id[2:])]), 0.03 * scale)
+                self.assertNotEqual(got, plain, "the query moved nothing")
+        # No word pieces (only spaces): training gives such text a zero vector, so no change.
+        r = self.recommend(self.srv, "qt", k=10, query_text="   ")
+        self.assertEqual([i.item_id for i in r.items], plain)
+
+    def test_weight_one_ranks_by_the_query_alone(self):
+        text = self.QUERIES[0]
+        q = self.query_vector(text)
+        want, _ = self.top(q, 10)
+        lists = []
+        for user in ("qt", "nobody-yet"):  # a history and the empty-history vector
+            r = self.recommend(self.srv_w1, user, k=10, query_text=text,
+                               exclude=pb.EXCLUDE_NONE)
+            lists.append([i.item_id for i in r.items])
+        self.assertEqual(lists[0], lists[1], "the user still counts at w = 1")
+        self.assertGreaterEqual(len(set(lists[0]) & set(want)), 8, (lists[0], want))
+
+    def test_bundles_without_a_projection_or_with_a_bad_one(self):
+        with tempfile.TemporaryDirectory() as d:
+            srv = Server(d + "/history", "--model", self.no_proj, "--warmup", "0")
+            try:
+                with self.assertRaises(grpc.RpcError) as cm:
+                    self.recommend(srv, "qt", query_text="red boot")
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
+                self.assertIn("has no text projection", cm.exception.details())
+                self.assertEqual(len(self.recommend(srv, "qt", k=3).items), 3)
+            finally:
+                self.assertEqual(srv.stop(), 0, srv.stderr())
+            broken = os.path.join(d, "broken")
+            shutil.copytree(self.path, broken)
+            with open(os.path.join(broken, "manifest.json")) as f:
+                m = json.load(f)
+            m.pop("text_encoder")
+            with open(os.path.join(broken, "manifest.json"), "w") as f:
+                json.dump(m, f)
+            r = subprocess.run([SERVER_BIN, "--history", d + "/history", "--listen",
+                                f"127.0.0.1:{free_port()}", "--metrics", "off", "--model", broken],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("text_projection without a text_encoder", r.stderr)
+            r = subprocess.run([SERVER_BIN, "--query-weight", "1.5"], capture_output=True,
+                               text=True, timeout=30)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("query-weight 1.5: expected a number in [0, 1]", r.stderr)
 
 
 class KillDuringIngest(unittest.TestCase):

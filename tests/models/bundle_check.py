@@ -18,7 +18,11 @@ int8 interest model. Then:
   an index of the wrong size, a non-finite vector, ...) fail in test_bundle and in
   driftrec-score with exit status 2 and a message naming the problem;
 * driftrec-score's input errors (unknown target, bad line, bad argument) exit 2 with a
-  message naming the line.
+  message naming the line;
+* a bundle with a small BERT text encoder and a text projection round-trips (writer, reader,
+  test_bundle); the writer refuses a projection without an encoder or of the wrong shape, and
+  test_bundle refuses a projection of the wrong size, without an encoder, with a text_dim
+  other than the encoder's output size, or without a checksum.
 """
 
 import sys
@@ -39,7 +43,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from driftrec_train import bundle as bundle_mod  # noqa: E402
-from driftrec_train import export, interest as I  # noqa: E402
+from driftrec_train import bert, export, golden, interest as I  # noqa: E402
 from driftrec_train.evaluate import full_ranks  # noqa: E402
 from driftrec_train.events import EVENT_TYPES  # noqa: E402
 
@@ -334,6 +338,78 @@ def broken_bundles(good: Path, work: Path, index_tool: Path):
     return cases
 
 
+TEXT_DIM = 24
+
+
+def text_bundle(work: Path, common: dict, test_bin: str) -> None:
+    """A bundle with a text encoder and a projection: written, read back, loaded; then the
+    writer's refusals and broken projections in the C loader."""
+    vocab = work / "vocab.txt"
+    golden.write_vocab(vocab, 64)
+    enc = bert.TextEncoder(bert.BertConfig(vocab_size=64, hidden_size=TEXT_DIM,
+                                           num_hidden_layers=1, num_attention_heads=2,
+                                           intermediate_size=32, max_position_embeddings=32))
+    bert.random_init(enc, torch.Generator().manual_seed(3))
+    text_dir = export.export_bert(enc.eval(), work / "text-model", vocab=vocab)
+    proj = np.random.default_rng(5).standard_normal((DIM, TEXT_DIM)).astype(np.float32)
+    pre = dict(common["preprocessing"], text={"max_len": 20})
+    args = dict(common, preprocessing=pre, text_model_dir=text_dir)
+    good = bundle_mod.write_bundle(work / "text", text_projection=torch.from_numpy(proj), **args)
+    manifest, _, _ = bundle_mod.read_bundle(good)
+    check(manifest["text_projection"] == {"file": "items/text_proj.f32", "text_dim": TEXT_DIM,
+                                          "normalize_input": True}, "text_projection manifest")
+    check("items/text_proj.f32" in manifest["sha256"], "text_proj.f32 has a checksum")
+    back = bundle_mod.read_text_projection(good)
+    check(back is not None and np.array_equal(back, proj), "read_text_projection round trip")
+    check(bundle_mod.read_text_projection(work / "fp32") is None, "no projection: None")
+    p = subprocess.run([test_bin, "load", str(good)], capture_output=True, text=True)
+    print(p.stdout.strip())
+    check(p.returncode == 0 and f"text projection {DIM} x {TEXT_DIM}, normalize_input 1, "
+          "max_len 20" in p.stdout, f"test_bundle load (text): {p.stdout} {p.stderr.strip()}")
+    for name, kw, text in (
+            ("no encoder", dict(common, text_projection=proj), "without text_model_dir"),
+            ("transposed", dict(args, text_projection=proj.T), "expected [item_dim, text_dim]"),
+            ("nan", dict(args, text_projection=proj * np.nan), "non-finite")):
+        try:
+            bundle_mod.write_bundle(work / "refused", **kw)
+            check(False, f"write_bundle took a text projection: {name}")
+        except bundle_mod.BundleError as e:
+            check(text in str(e), f"write_bundle {name}: {e}")
+    check(not (work / "refused").exists(), "a refused bundle was left behind")
+
+    def case(name, text, fn):
+        d = work / name
+        shutil.copytree(good, d)
+        fn(d)
+        p = subprocess.run([test_bin, "bad", str(d), text], capture_output=True, text=True)
+        check(p.returncode == 0, f"{name}: {p.stdout.strip()} {p.stderr.strip()}")
+        print(f"{name}: {p.stdout.strip()}")
+
+    def truncate(d):
+        f = d / "items/text_proj.f32"
+        f.write_bytes(f.read_bytes()[:-4])
+        resum(d, "items/text_proj.f32")
+
+    def other_dim(d):  # a consistent file and text_dim, but not the encoder's output size
+        np.zeros((DIM, 8), "<f4").tofile(d / "items/text_proj.f32")
+        resum(d, "items/text_proj.f32")
+        rewrite_manifest(d, lambda m: m["text_projection"].__setitem__("text_dim", 8))
+
+    case("proj_size", f"text_proj.f32: {DIM * TEXT_DIM * 4 - 4} bytes, expected "
+         f"{DIM * TEXT_DIM * 4}", truncate)
+    case("proj_no_encoder", "text_projection without a text_encoder",
+         lambda d: rewrite_manifest(d, lambda m: m.pop("text_encoder")))
+    case("proj_dim", f"text_projection.text_dim is 8, the text encoder", other_dim)
+    case("proj_no_checksum", "sha256 has no checksum for \"items/text_proj.f32\"",
+         lambda d: rewrite_manifest(d, lambda m: m["sha256"].pop("items/text_proj.f32")))
+    case("proj_normalize", "normalize_input must be a boolean",
+         lambda d: rewrite_manifest(
+             d, lambda m: m["text_projection"].__setitem__("normalize_input", "yes")))
+    case("text_max_len", "preprocessing.text.max_len must be an integer",
+         lambda d: rewrite_manifest(
+             d, lambda m: m["preprocessing"]["text"].__setitem__("max_len", 1)))
+
+
 def main() -> int:
     score_bin, test_bin = sys.argv[1], sys.argv[2]
     torch.set_num_threads(1)
@@ -460,6 +536,8 @@ def main() -> int:
             check(False, "read_bundle took a bad checksum")
         except bundle_mod.BundleError:
             pass
+
+        text_bundle(work, common, test_bin)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("PASS" if failures == 0 else f"{failures} failures")

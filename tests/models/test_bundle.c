@@ -4,8 +4,8 @@
  *   test_bundle load DIR          loads; every id finds its row and nothing else matches;
  *                                 exact scores equal a double-precision dot within the GEMM
  *                                 bound, over the whole range and over sub-ranges; bad
- *                                 arguments are refused; the index, the interest model and
- *                                 the categories agree with the bundle
+ *                                 arguments are refused; the index, the interest model, the
+ *                                 categories and the text projection agree with the bundle
  *   test_bundle bad DIR TEXT      loading fails with an error whose message holds TEXT, and
  *                                 *out is untouched
  */
@@ -108,6 +108,16 @@ static int check_load(const char *dir)
     DR_CHECK(dr_bundle_score_exact(b, users, 1, dim, 0, n, scores, n - 1) == DR_ERR_INVALID_ARG,
              "a score stride below the range");
     DR_CHECK(dr_bundle_score_exact(b, users, 0, dim, 0, n, NULL, n) == DR_OK, "no users");
+    /* the text projection: item_dim x text_dim, only with a text encoder */
+    size_t text_dim = 123;
+    const float *proj = dr_bundle_text_projection(b, &text_dim);
+    DR_CHECK(proj ? text_dim > 0 && dr_bundle_text_encoder_path(b) : text_dim == 0,
+             "text projection %p, text_dim %zu", (const void *)proj, text_dim);
+    for (size_t i = 0; proj && i < dim * text_dim; i++)
+        DR_CHECK(isfinite(proj[i]), "text projection value %zu", i);
+    if (proj)
+        printf("text projection %zu x %zu, normalize_input %d, max_len %zu\n", dim, text_dim,
+               dr_bundle_text_projection_normalizes(b), dr_bundle_text_max_len(b));
     printf("bundle %s %s: %zu items x %zu, exact scores max abs error %.3g\n", dr_bundle_name(b),
            dr_bundle_version(b), n, dim, worst);
     free(part);

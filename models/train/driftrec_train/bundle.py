@@ -2,8 +2,9 @@
 
 A bundle is one directory: ``manifest.json``, the interest model (``interest/``, a model
 directory written by :func:`export.export_interest`), the item ids, vectors, HNSW index and
-optional categories under ``items/``, and optionally the text encoder (``text/``). The C
-reader is ``models/bundle.h``; it checks everything written here.
+optional categories under ``items/``, and optionally the text encoder (``text/``) with the
+item tower's text projection (``items/text_proj.f32``). The C reader is ``models/bundle.h``;
+it checks everything written here.
 
 :func:`write_bundle` builds the whole bundle in a temporary sibling directory and renames it
 into place, so a reader sees either no bundle or a complete one. The index is built by the C
@@ -37,6 +38,7 @@ IDS = "items/ids.txt"
 VECTORS = "items/vectors.f32"
 CATEGORIES = "items/categories.u32"
 INDEX = "items/index.ann"
+TEXT_PROJ = "items/text_proj.f32"
 
 
 class BundleError(ValueError):
@@ -91,6 +93,35 @@ def _preprocessing(preprocessing: dict, c: interest_mod.InterestConfig) -> dict:
     return pre
 
 
+def _text_output_dim(text_model_dir: str | Path) -> int:
+    """The text encoder's output size, from its manifest: projection_dim, else hidden_size."""
+    path = Path(text_model_dir) / "manifest.json"
+    try:
+        config = json.loads(path.read_text())["config"]
+        return int(config.get("projection_dim") or 0) or int(config["hidden_size"])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise BundleError(f"{path}: cannot read the text encoder's output size: {e}") from e
+
+
+def _check_text_projection(text_projection, text_model_dir, item_dim: int) -> np.ndarray:
+    """[item_dim, text_dim] little-endian float32, text_dim the text encoder's output size."""
+    if text_model_dir is None:
+        raise BundleError("text_projection without text_model_dir: the projection maps that "
+                          "text encoder's vectors to item space")
+    if hasattr(text_projection, "detach"):  # a torch tensor or parameter
+        text_projection = text_projection.detach().cpu().numpy()
+    w = np.asarray(text_projection)
+    text_dim = _text_output_dim(text_model_dir)
+    if w.shape != (item_dim, text_dim):
+        raise BundleError(f"text_projection has shape {w.shape}, expected [item_dim, text_dim] = "
+                          f"[{item_dim}, {text_dim}] (torch Linear weight layout; text_dim is "
+                          "the text encoder's output size)")
+    w = np.ascontiguousarray(w, dtype="<f4")
+    if not np.all(np.isfinite(w)):
+        raise BundleError("text_projection has non-finite values")
+    return w
+
+
 def write_bundle(out_dir: str | Path, *, name: str,
                  interest_model: interest_mod.InterestModel,
                  item_ids: Sequence[str], item_vectors: np.ndarray,
@@ -99,7 +130,8 @@ def write_bundle(out_dir: str | Path, *, name: str,
                  category_names: Optional[list[str]] = None,
                  text_model_dir: Optional[str | Path] = None,
                  ef_search: int = 64, index_threads: int = 0,
-                 interest_dtype: str = "int8", index_seed: int = 1) -> Path:
+                 interest_dtype: str = "int8", index_seed: int = 1,
+                 text_projection: Optional[np.ndarray] = None) -> Path:
     """Writes a bundle at ``out_dir`` (which must not exist) and returns its path.
 
     ``item_vectors`` is [n, D] float32 with D the interest model's item_dim; row i is
@@ -107,6 +139,12 @@ def write_bundle(out_dir: str | Path, *, name: str,
     default and what the server runs, or "fp32"). ``categories`` is [n] unsigned integers,
     each below ``len(category_names)`` when names are given. ``index_threads`` (0: all CPUs)
     only changes build time, never the index file.
+
+    ``text_projection`` is the item tower's W_text, [item_dim, text_dim] (torch's Linear
+    weight layout, no bias; a tensor is taken too), with text_dim the output size of the text
+    encoder in ``text_model_dir`` (required with it): the item tower maps text as
+    W_text . (t / |t|). It is stored as ``items/text_proj.f32`` and lets the server map a
+    Recommend's query text to item space (docs/api.md).
     """
     out = Path(out_dir)
     if out.exists():
@@ -137,6 +175,8 @@ def write_bundle(out_dir: str | Path, *, name: str,
         raise BundleError("category_names without categories")
     if interest_dtype not in ("int8", "fp32"):
         raise BundleError("interest_dtype must be 'int8' or 'fp32'")
+    proj = (None if text_projection is None
+            else _check_text_projection(text_projection, text_model_dir, c.item_dim))
     pre = _preprocessing(preprocessing, c)
     tool = find_index_tool()
 
@@ -165,7 +205,10 @@ def write_bundle(out_dir: str | Path, *, name: str,
                               f"{run.stderr.strip()[-2000:]}")
         if text_model_dir is not None:
             shutil.copytree(text_model_dir, tmp / "text")
-        files = [IDS, VECTORS, INDEX] + ([CATEGORIES] if cats is not None else [])
+        if proj is not None:
+            proj.tofile(tmp / TEXT_PROJ)
+        files = ([IDS, VECTORS, INDEX] + ([CATEGORIES] if cats is not None else [])
+                 + ([TEXT_PROJ] if proj is not None else []))
         items = {"ids": IDS, "vectors": VECTORS}
         if cats is not None:
             items["categories"] = CATEGORIES
@@ -182,6 +225,8 @@ def write_bundle(out_dir: str | Path, *, name: str,
             "scoring": "dot",
             "interest": "interest",
             **({"text_encoder": "text"} if text_model_dir is not None else {}),
+            **({"text_projection": {"file": TEXT_PROJ, "text_dim": int(proj.shape[1]),
+                                    "normalize_input": True}} if proj is not None else {}),
             "items": items,
             "index": {"file": INDEX, "metric": "ip", "ef_search": int(ef_search)},
             "sha256": {f: export.sha256_file(tmp / f) for f in files},
@@ -210,7 +255,8 @@ def _inside(bundle: Path, rel: str) -> Path:
 
 
 def read_bundle(bundle_dir: str | Path) -> tuple[dict, list[str], np.ndarray]:
-    """(manifest, item ids, [n, D] float32 vectors) of a bundle, every sha256 checked."""
+    """(manifest, item ids, [n, D] float32 vectors) of a bundle, every sha256 checked (the
+    text projection's too, and its size: :func:`read_text_projection` returns it)."""
     d = Path(bundle_dir)
     manifest = json.loads((d / "manifest.json").read_text())
     if manifest.get("format") != FORMAT or manifest.get("format_version") != FORMAT_VERSION:
@@ -228,4 +274,27 @@ def read_bundle(bundle_dir: str | Path) -> tuple[dict, list[str], np.ndarray]:
     vectors = np.fromfile(vec_path, dtype="<f4")
     if vectors.size != n * dim:
         raise BundleError(f"{vec_path}: {vectors.size * 4} bytes, expected {n * dim * 4}")
+    if "text_projection" in manifest:
+        read_text_projection(d, manifest)
     return manifest, ids[:-1], vectors.reshape(n, dim).astype(np.float32)
+
+
+def read_text_projection(bundle_dir: str | Path,
+                         manifest: Optional[dict] = None) -> Optional[np.ndarray]:
+    """The bundle's text projection W_text as [item_dim, text_dim] float32, or None when it
+    has none. Its sha256 is checked by :func:`read_bundle`, not here."""
+    d = Path(bundle_dir)
+    if manifest is None:
+        manifest = json.loads((d / "manifest.json").read_text())
+    tp = manifest.get("text_projection")
+    if tp is None:
+        return None
+    if "text_encoder" not in manifest:
+        raise BundleError(f"{d}/manifest.json: text_projection without a text_encoder")
+    dim, text_dim = int(manifest["item_dim"]), int(tp["text_dim"])
+    path = _inside(d, tp["file"])
+    w = np.fromfile(path, dtype="<f4")
+    if w.size != dim * text_dim:
+        raise BundleError(f"{path}: {w.size * 4} bytes, expected {dim * text_dim * 4} "
+                          f"(item_dim {dim} x text_dim {text_dim} x 4)")
+    return w.reshape(dim, text_dim).astype(np.float32)
