@@ -195,6 +195,7 @@ class TinyRun(unittest.TestCase):
         self.assertEqual(manifest["format"], "driftrec-bundle")
         self.assertEqual(manifest["preprocessing"]["max_events"], 20)
         self.assertEqual(manifest["text_encoder"], "text")
+        self.assertIn("text_projection", manifest)  # query text in Recommend needs it
         exact = m["c_library"]["exact"]
         # int8 C model vs PyTorch fp32 on the same users: tiny differences only
         self.assertLess(abs(exact["paired_vs_fp32"]["NDCG@10"]["mean"]), 0.05)

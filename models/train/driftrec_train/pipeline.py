@@ -446,7 +446,10 @@ def execute(c: RunConfig, run_dir: Path, fresh: bool = False, progress: bool = T
             training={"run": c.name, "dataset": c.dataset or Path(c.events).name,
                       "best_epoch": res.best_epoch, "text": bool(text is not None),
                       "test_ndcg10": metrics["models"]["driftrec"]["NDCG@10"]["mean"]},
-            text_model_dir=text_dir, **category_args(items))
+            text_model_dir=text_dir, **category_args(items),
+            # the item tower's text map, so the server can place query text in item space
+            **({"text_projection": res.model.text_proj.weight.detach().numpy().astype(np.float32)}
+               if text_dir is not None and res.model.text_proj is not None else {}))
         run.log(f"exported {bdir}")
         if c.c_eval:
             ce = c_library_eval(bdir, split, eval_data, tc, run, c.ann)
