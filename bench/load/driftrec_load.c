@@ -8,7 +8,12 @@
  * is not sent: it is counted as over_cap (a failure), and the send lag (how late calls left) is
  * recorded; a run whose p99 send lag exceeds 1 ms is marked invalid. Every gRPC status code is
  * counted; latencies go into log buckets (64 per power of two, about 1.1% wide, as HdrHistogram
- * does) reported as p50/p90/p99/p99.9/max, in text and JSON.
+ * does) reported as p50/p90/p99/p99.9/max, in text and JSON, for all calls and per method.
+ *
+ * Requests: Health, Embed and Ingest are synthetic; Recommend (with and without query text),
+ * Rank and Ingest can come from a replay file of real histories (bench/load/make_replay.py:
+ * per line a user id, the user's last events, a query text and Rank candidates), the
+ * request bodies packed once at load.  --mix picks each call's method by weight.
  */
 #include <cjson/cJSON.h>
 #include <grpc/grpc.h>
@@ -30,6 +35,34 @@
 #define SUB_BUCKETS 64
 #define N_BUCKETS   (64 * SUB_BUCKETS)
 #define N_STATUS    17
+
+enum dr_method {
+    DR_M_HEALTH,
+    DR_M_EMBED,
+    DR_M_INGEST,
+    DR_M_RECOMMEND,
+    DR_M_RECOMMEND_QUERY,
+    DR_M_RANK,
+    DR_N_METHODS
+};
+
+static const char *const dr_method_names[DR_N_METHODS] = {"health",    "embed",           "ingest",
+                                                          "recommend", "recommend_query", "rank"};
+
+static const char *const dr_method_paths[DR_N_METHODS] = {
+    "/grpc.health.v1.Health/Check",       "/driftrec.v1.Recommender/Embed",
+    "/driftrec.v1.Recommender/Ingest",    "/driftrec.v1.Recommender/Recommend",
+    "/driftrec.v1.Recommender/Recommend", "/driftrec.v1.Recommender/Rank"};
+
+/* One replay line: the packed Recommend, Recommend-with-query and Rank bodies, and what an
+ * Ingest built from it needs (the user and the last event). */
+struct dr_replay_entry {
+    uint8_t *body[3];
+    size_t len[3];
+    char *user, *item;
+    int64_t ts;
+    int type;
+};
 
 struct histogram {
     uint64_t counts[N_BUCKETS];
@@ -86,8 +119,8 @@ static uint64_t now_ns(void)
 }
 
 struct opts {
-    const char *addr, *method, *mode, *json;
-    int concurrency, max_in_flight, timeout_ms;
+    const char *addr, *method, *mix, *mode, *json, *replay;
+    int concurrency, max_in_flight, timeout_ms, k;
     double rate, duration_s, warmup_s;
     unsigned seed;
 };
@@ -99,6 +132,7 @@ struct call {
     grpc_status_code status;
     grpc_slice details;
     uint64_t intended_ns;
+    int method;
 };
 
 struct run {
@@ -110,7 +144,11 @@ struct run {
     atomic_int in_flight; /* the sender thread starts calls, the main thread finishes them */
     atomic_bool sender_done;
     uint64_t status_counts[N_STATUS], over_cap, sent;
-    struct histogram latency, send_lag;
+    uint64_t method_status[DR_N_METHODS][N_STATUS];
+    struct histogram latency, send_lag, method_latency[DR_N_METHODS];
+    unsigned weights[DR_N_METHODS], weight_total;
+    struct dr_replay_entry *replay;
+    size_t n_replay;
 };
 
 static ProtobufCBinaryData bin(const char *s)
@@ -119,47 +157,273 @@ static ProtobufCBinaryData bin(const char *s)
     return b;
 }
 
-/* The request body for call number seq (owned by the caller, free()). */
-static uint8_t *build_request(const struct run *r, uint64_t seq, size_t *len, const char **path)
+static uint64_t dr_mix64(uint64_t x)
 {
-    char user[32], item[32], event_id[48];
-    ProtobufCMessage *msg;
+    x += 0x9e3779b97f4a7c15u;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9u;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebu;
+    return x ^ (x >> 31);
+}
+
+/* The method of call number seq: drawn by the --mix weights. */
+static int dr_pick_method(const struct run *r, uint64_t seq)
+{
+    uint64_t x = dr_mix64(((uint64_t)r->o.seed << 40) ^ seq) % r->weight_total;
+    for (int m = 0; m < DR_N_METHODS; m++) {
+        if (x < r->weights[m])
+            return m;
+        x -= r->weights[m];
+    }
+    return DR_M_HEALTH;
+}
+
+static uint8_t *dr_pack(const ProtobufCMessage *msg, size_t *len)
+{
+    *len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = malloc(*len ? *len : 1);
+    if (buf)
+        protobuf_c_message_pack(msg, buf);
+    return buf;
+}
+
+/* The request body of call number seq, method m (owned by the caller, free()). */
+static uint8_t *build_request(const struct run *r, uint64_t seq, int m, size_t *len)
+{
+    char user[160], item[32], event_id[48];
     Driftrec__V1__Event ev = DRIFTREC__V1__EVENT__INIT;
     Driftrec__V1__Event *evs[1] = {&ev};
     Driftrec__V1__IngestRequest ingest = DRIFTREC__V1__INGEST_REQUEST__INIT;
     Driftrec__V1__EmbedRequest embed = DRIFTREC__V1__EMBED_REQUEST__INIT;
     Grpc__Health__V1__HealthCheckRequest health = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     ProtobufCBinaryData text;
-    if (strcmp(r->o.method, "ingest") == 0) {
-        snprintf(user, sizeof user, "load-u%llu", (unsigned long long)(seq % 1000));
+    const struct dr_replay_entry *e = r->n_replay ? &r->replay[seq % r->n_replay] : NULL;
+    if (m == DR_M_RECOMMEND || m == DR_M_RECOMMEND_QUERY || m == DR_M_RANK) {
+        int slot = m - DR_M_RECOMMEND;
+        uint8_t *buf = malloc(e->len[slot] ? e->len[slot] : 1);
+        if (buf)
+            memcpy(buf, e->body[slot], e->len[slot]);
+        *len = e->len[slot];
+        return buf;
+    }
+    if (m == DR_M_INGEST) {
+        /* Replayed events go to a user of their own ("load-" + the replay's user), so the
+         * users Recommend and Rank name never gain a stored history. */
+        if (e)
+            snprintf(user, sizeof user, "load-%s", e->user);
+        else
+            snprintf(user, sizeof user, "load-u%llu", (unsigned long long)(seq % 1000));
         snprintf(item, sizeof item, "load-i%llu", (unsigned long long)(seq % 5000));
         snprintf(event_id, sizeof event_id, "load-%u-%llu", r->o.seed, (unsigned long long)seq);
         ev.has_user_id = ev.has_item_id = ev.has_ts = ev.has_event_type = ev.has_event_id = 1;
         ev.user_id = bin(user);
-        ev.item_id = bin(item);
-        ev.ts = 1700000000 + (int64_t)seq;
-        ev.event_type = DRIFTREC__V1__EVENT_TYPE__CLICK;
+        ev.item_id = bin(e ? e->item : item);
+        ev.ts = e ? e->ts : 1700000000 + (int64_t)seq;
+        ev.event_type = e ? (Driftrec__V1__EventType)e->type : DRIFTREC__V1__EVENT_TYPE__CLICK;
         ev.event_id = bin(event_id);
         ingest.n_events = 1;
         ingest.events = evs;
-        msg = &ingest.base;
-        *path = "/driftrec.v1.Recommender/Ingest";
-    } else if (strcmp(r->o.method, "embed") == 0) {
+        return dr_pack(&ingest.base, len);
+    }
+    if (m == DR_M_EMBED) {
         text = bin("waterproof hiking boots for wet autumn trails");
         embed.n_texts = 1;
         embed.texts = &text;
-        msg = &embed.base;
-        *path = "/driftrec.v1.Recommender/Embed";
-    } else {
-        health.service = (char *)"";
-        msg = &health.base;
-        *path = "/grpc.health.v1.Health/Check";
+        return dr_pack(&embed.base, len);
     }
-    *len = protobuf_c_message_get_packed_size(msg);
-    uint8_t *buf = malloc(*len ? *len : 1);
-    if (buf)
-        protobuf_c_message_pack(msg, buf);
-    return buf;
+    health.service = (char *)"";
+    return dr_pack(&health.base, len);
+}
+
+static const char *dr_json_str(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* One replay line into e; false when it lacks a user id or events. */
+static bool dr_replay_entry_init(struct dr_replay_entry *e, const cJSON *o, int k)
+{
+    const char *user = dr_json_str(o, "user_id"), *query = dr_json_str(o, "query");
+    const cJSON *events = cJSON_GetObjectItemCaseSensitive(o, "events");
+    const cJSON *cands = cJSON_GetObjectItemCaseSensitive(o, "candidates");
+    int n = cJSON_GetArraySize(events), nc = cJSON_GetArraySize(cands);
+    if (!user || !cJSON_IsArray(events) || n < 1)
+        return false;
+    Driftrec__V1__Event *evs = calloc((size_t)n, sizeof *evs);
+    Driftrec__V1__Event **ptrs = calloc((size_t)n, sizeof *ptrs);
+    ProtobufCBinaryData *cand = calloc((size_t)(nc > 0 ? nc : 1), sizeof *cand);
+    bool ok = evs && ptrs && cand;
+    for (int i = 0; ok && i < n; i++) {
+        const cJSON *x = cJSON_GetArrayItem(events, i);
+        const char *item = dr_json_str(x, "item_id");
+        const cJSON *ts = cJSON_GetObjectItemCaseSensitive(x, "ts");
+        const cJSON *type = cJSON_GetObjectItemCaseSensitive(x, "type");
+        const cJSON *dwell = cJSON_GetObjectItemCaseSensitive(x, "dwell_s");
+        const cJSON *amount = cJSON_GetObjectItemCaseSensitive(x, "amount");
+        const cJSON *rating = cJSON_GetObjectItemCaseSensitive(x, "rating");
+        if (!item || !cJSON_IsNumber(ts) || !cJSON_IsNumber(type)) {
+            ok = false;
+            break;
+        }
+        Driftrec__V1__Event init = DRIFTREC__V1__EVENT__INIT;
+        evs[i] = init;
+        evs[i].has_item_id = evs[i].has_ts = evs[i].has_event_type = 1;
+        evs[i].item_id = bin(item);
+        evs[i].ts = (int64_t)ts->valuedouble;
+        evs[i].event_type = (Driftrec__V1__EventType)type->valueint;
+        if (cJSON_IsNumber(dwell)) {
+            evs[i].has_dwell_s = 1;
+            evs[i].dwell_s = dwell->valuedouble;
+        }
+        if (cJSON_IsNumber(amount)) {
+            evs[i].has_amount = 1;
+            evs[i].amount = amount->valuedouble;
+        }
+        if (cJSON_IsNumber(rating)) {
+            evs[i].has_rating = 1;
+            evs[i].rating = rating->valueint;
+        }
+        ptrs[i] = &evs[i];
+    }
+    int n_cand = 0;
+    for (int i = 0; ok && i < nc; i++) {
+        const cJSON *c = cJSON_GetArrayItem(cands, i);
+        if (cJSON_IsString(c) && c->valuestring[0])
+            cand[n_cand++] = bin(c->valuestring);
+    }
+    if (ok) {
+        Driftrec__V1__RecommendRequest rec = DRIFTREC__V1__RECOMMEND_REQUEST__INIT;
+        rec.has_user_id = rec.has_k = 1;
+        rec.user_id = bin(user);
+        rec.k = k;
+        rec.n_recent_events = (size_t)n;
+        rec.recent_events = ptrs;
+        e->body[0] = dr_pack(&rec.base, &e->len[0]);
+        rec.has_query_text = 1;
+        rec.query_text = bin(query && query[0] ? query : "gift ideas");
+        e->body[1] = dr_pack(&rec.base, &e->len[1]);
+        Driftrec__V1__RankRequest rank = DRIFTREC__V1__RANK_REQUEST__INIT;
+        rank.has_user_id = 1;
+        rank.user_id = bin(user);
+        rank.n_recent_events = (size_t)n;
+        rank.recent_events = ptrs;
+        if (n_cand == 0) /* Rank needs a candidate: the last event's item */
+            cand[n_cand++] = evs[n - 1].item_id;
+        rank.n_candidate_item_ids = (size_t)n_cand;
+        rank.candidate_item_ids = cand;
+        e->body[2] = dr_pack(&rank.base, &e->len[2]);
+        e->user = strdup(user);
+        e->item = strdup((const char *)evs[n - 1].item_id.data);
+        e->ts = evs[n - 1].ts;
+        e->type = (int)evs[n - 1].event_type;
+        ok = e->body[0] && e->body[1] && e->body[2] && e->user && e->item;
+    }
+    free(evs);
+    free(ptrs);
+    free(cand);
+    return ok;
+}
+
+static void dr_replay_free(struct run *r)
+{
+    for (size_t i = 0; i < r->n_replay; i++) {
+        for (int j = 0; j < 3; j++)
+            free(r->replay[i].body[j]);
+        free(r->replay[i].user);
+        free(r->replay[i].item);
+    }
+    free(r->replay);
+    r->replay = NULL;
+    r->n_replay = 0;
+}
+
+/* Reads the replay file (JSON lines); false with a message on stderr. */
+static bool dr_replay_load(struct run *r, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "driftrec-load: cannot read %s\n", path);
+        return false;
+    }
+    size_t cap = 0, lineno = 0;
+    char *line = NULL, *buf = NULL;
+    size_t buf_cap = 0;
+    ssize_t got;
+    bool ok = true;
+    while ((got = getline(&buf, &buf_cap, f)) > 0) {
+        line = buf;
+        lineno++;
+        if (got <= 1)
+            continue;
+        cJSON *o = cJSON_Parse(line);
+        if (r->n_replay == cap) {
+            size_t nc = cap ? 2 * cap : 1024;
+            struct dr_replay_entry *grown = realloc(r->replay, nc * sizeof *grown);
+            if (!grown) {
+                cJSON_Delete(o);
+                ok = false;
+                break;
+            }
+            r->replay = grown;
+            cap = nc;
+        }
+        struct dr_replay_entry *e = &r->replay[r->n_replay];
+        memset(e, 0, sizeof *e);
+        if (!o || !dr_replay_entry_init(e, o, r->o.k)) {
+            fprintf(stderr, "driftrec-load: %s:%zu: not a replay line\n", path, lineno);
+            for (int j = 0; j < 3; j++)
+                free(e->body[j]);
+            free(e->user);
+            free(e->item);
+            cJSON_Delete(o);
+            ok = false;
+            break;
+        }
+        r->n_replay++;
+        cJSON_Delete(o);
+    }
+    free(buf);
+    fclose(f);
+    if (ok && r->n_replay == 0) {
+        fprintf(stderr, "driftrec-load: %s has no requests\n", path);
+        ok = false;
+    }
+    return ok;
+}
+
+/* "recommend=70,rank=10,..." (or one method name) into the weights; false if malformed. */
+static bool dr_parse_mix(struct run *r, const char *spec)
+{
+    memset(r->weights, 0, sizeof r->weights);
+    r->weight_total = 0;
+    char *copy = strdup(spec), *save = NULL;
+    bool ok = copy != NULL;
+    for (char *tok = copy ? strtok_r(copy, ",", &save) : NULL; ok && tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        unsigned w = 1;
+        if (eq) {
+            *eq = '\0';
+            char *end;
+            unsigned long v = strtoul(eq + 1, &end, 10);
+            if (*end || end == eq + 1 || v > 1000000) {
+                ok = false;
+                break;
+            }
+            w = (unsigned)v;
+        }
+        int m = 0;
+        while (m < DR_N_METHODS && strcmp(tok, dr_method_names[m]) != 0)
+            m++;
+        if (m == DR_N_METHODS) {
+            ok = false;
+            break;
+        }
+        r->weights[m] += w;
+        r->weight_total += w;
+    }
+    free(copy);
+    return ok && r->weight_total > 0;
 }
 
 static bool start_call(struct run *r, uint64_t intended_ns)
@@ -168,13 +432,16 @@ static bool start_call(struct run *r, uint64_t intended_ns)
     if (!c)
         return false;
     size_t len;
-    const char *path;
-    uint8_t *body = build_request(r, r->seq++, &len, &path);
+    uint64_t seq = r->seq++;
+    int m = dr_pick_method(r, seq);
+    const char *path = dr_method_paths[m];
+    uint8_t *body = build_request(r, seq, m, &len);
     if (!body) {
         free(c);
         return false;
     }
     c->intended_ns = intended_ns;
+    c->method = m;
     gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
                                          gpr_time_from_millis(r->o.timeout_ms, GPR_TIMESPAN));
     grpc_slice method = grpc_slice_from_static_string(path);
@@ -216,8 +483,11 @@ static void finish_call(struct run *r, struct call *c, uint64_t done_ns)
 {
     atomic_fetch_sub_explicit(&r->in_flight, 1, memory_order_relaxed);
     if (c->intended_ns >= r->measure_from_ns) { /* warm-up calls are not counted */
-        r->status_counts[(unsigned)c->status < N_STATUS ? c->status : GRPC_STATUS_UNKNOWN]++;
+        int st = (unsigned)c->status < N_STATUS ? (int)c->status : GRPC_STATUS_UNKNOWN;
+        r->status_counts[st]++;
+        r->method_status[c->method][st]++;
         record(&r->latency, done_ns - c->intended_ns);
+        record(&r->method_latency[c->method], done_ns - c->intended_ns);
     }
     if (c->recv)
         grpc_byte_buffer_destroy(c->recv);
@@ -315,7 +585,7 @@ static void report(const struct run *r)
     double lag_p99 = percentile_ms(&r->send_lag, 99.0);
     bool valid = !open_loop || lag_p99 <= 1.0;
     printf("driftrec-load %s %s loop: %llu calls in %.1f s (%.0f/s), ok %llu, over_cap %llu%s\n",
-           r->o.method, r->o.mode, (unsigned long long)done, secs, (double)done / secs,
+           r->o.mix, r->o.mode, (unsigned long long)done, secs, (double)done / secs,
            (unsigned long long)ok, (unsigned long long)r->over_cap,
            valid ? "" : "  INVALID: the sender fell behind (p99 send lag > 1 ms)");
     printf("latency ms: p50 %.3f p90 %.3f p99 %.3f p99.9 %.3f max %.3f\n",
@@ -325,10 +595,20 @@ static void report(const struct run *r)
     for (int s = 1; s < N_STATUS; s++)
         if (r->status_counts[s])
             printf("status %s: %llu\n", status_names[s], (unsigned long long)r->status_counts[s]);
+    for (int m = 0; m < DR_N_METHODS; m++) {
+        const struct histogram *h = &r->method_latency[m];
+        if (!r->weights[m])
+            continue;
+        printf("  %-16s %8llu calls, ok %8llu, p50 %.3f p99 %.3f ms\n", dr_method_names[m],
+               (unsigned long long)h->total, (unsigned long long)r->method_status[m][0],
+               percentile_ms(h, 50), percentile_ms(h, 99));
+    }
     if (!r->o.json)
         return;
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "method", r->o.method);
+    cJSON_AddStringToObject(o, "method", r->o.mix);
+    if (r->o.replay)
+        cJSON_AddStringToObject(o, "replay", r->o.replay);
     cJSON_AddStringToObject(o, "mode", r->o.mode);
     cJSON_AddNumberToObject(o, "duration_s", secs);
     cJSON_AddNumberToObject(o, "target_rate", open_loop ? r->o.rate : 0);
@@ -348,6 +628,24 @@ static void report(const struct run *r)
         cJSON_AddNumberToObject(lat, pn[i], percentile_ms(&r->latency, ps[i]));
     cJSON_AddNumberToObject(lat, "max", (double)r->latency.max_ns / 1e6);
     cJSON_AddNumberToObject(o, "send_lag_p99_ms", lag_p99);
+    cJSON *per = cJSON_AddObjectToObject(o, "methods");
+    for (int m = 0; m < DR_N_METHODS; m++) {
+        const struct histogram *h = &r->method_latency[m];
+        if (!r->weights[m])
+            continue;
+        cJSON *mo = cJSON_AddObjectToObject(per, dr_method_names[m]);
+        cJSON_AddStringToObject(mo, "path", dr_method_paths[m]);
+        cJSON_AddNumberToObject(mo, "weight", r->weights[m]);
+        cJSON_AddNumberToObject(mo, "calls", (double)h->total);
+        cJSON *ms = cJSON_AddObjectToObject(mo, "status");
+        for (int s = 0; s < N_STATUS; s++)
+            if (r->method_status[m][s])
+                cJSON_AddNumberToObject(ms, status_names[s], (double)r->method_status[m][s]);
+        cJSON *ml = cJSON_AddObjectToObject(mo, "latency_ms");
+        for (int i = 0; i < 4; i++)
+            cJSON_AddNumberToObject(ml, pn[i], percentile_ms(h, ps[i]));
+        cJSON_AddNumberToObject(ml, "max", (double)h->max_ns / 1e6);
+    }
     char *text = cJSON_Print(o);
     FILE *f = fopen(r->o.json, "w");
     if (!f || fputs(text, f) < 0 || fclose(f) != 0)
@@ -358,26 +656,43 @@ static void report(const struct run *r)
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: driftrec-load [options]\n"
-                 "  --addr HOST:PORT      server (default 127.0.0.1:50051)\n"
-                 "  --method M            ingest | embed | health (default health)\n"
-                 "  --mode closed|open    closed loop (default) or open loop (Poisson arrivals)\n"
-                 "  --concurrency N       closed loop: calls kept in flight (default 8)\n"
-                 "  --rate R              open loop: arrivals per second (default 100)\n"
-                 "  --max-in-flight N     open loop: cap; arrivals over it count as over_cap "
-                 "(default 256)\n"
-                 "  --duration S          measured seconds (default 5)\n"
-                 "  --warmup S            seconds before measuring (default 1)\n"
-                 "  --timeout-ms N        per-call deadline (default 2000)\n"
-                 "  --seed N              event ids and arrival times (default 1)\n"
-                 "  --json PATH           write the result as JSON\n"
-                 "Latency counts from each call's intended start; every gRPC status is counted.\n");
+    fprintf(out,
+            "usage: driftrec-load [options]\n"
+            "  --addr HOST:PORT      server (default 127.0.0.1:50051)\n"
+            "  --method M            one method: health | embed | ingest | recommend |\n"
+            "                        recommend_query | rank (default health); the same as\n"
+            "                        --mix M=1\n"
+            "  --mix SPEC            methods by weight, e.g.\n"
+            "                        recommend=70,recommend_query=10,rank=10,ingest=10; each\n"
+            "                        call draws its method (seeded by --seed)\n"
+            "  --replay PATH         requests from a replay file (bench/load/make_replay.py);\n"
+            "                        needed by recommend, recommend_query and rank.  Line i\n"
+            "                        serves calls i, i+n, ...: Recommend and Rank send its user\n"
+            "                        id and all its events inline (no stored history for that\n"
+            "                        user), recommend_query adds its query text, rank its\n"
+            "                        candidates; ingest sends its last event for user\n"
+            "                        \"load-\" + its user id (without --replay: synthetic)\n"
+            "  --k N                 Recommend's k (default 10)\n"
+            "  --mode closed|open    closed loop (default) or open loop (Poisson arrivals)\n"
+            "  --concurrency N       closed loop: calls kept in flight (default 8)\n"
+            "  --rate R              open loop: arrivals per second (default 100)\n"
+            "  --max-in-flight N     open loop: cap; arrivals over it count as over_cap "
+            "(default 256)\n"
+            "  --duration S          measured seconds (default 5)\n"
+            "  --warmup S            seconds before measuring (default 1)\n"
+            "  --timeout-ms N        per-call deadline (default 2000)\n"
+            "  --seed N              method draws, event ids and arrival times (default 1)\n"
+            "  --json PATH           write the result as JSON: totals, \"status\" (every gRPC\n"
+            "                        code seen), \"latency_ms\" and, per method, \"methods\"\n"
+            "Latency counts from each call's intended start; every gRPC status is counted, per\n"
+            "method too.  Warm-up calls are sent but not counted.\n");
 }
 
 int main(int argc, char **argv)
 {
     struct run r = {.o = {.addr = "127.0.0.1:50051",
                           .method = "health",
+                          .k = 10,
                           .mode = "closed",
                           .concurrency = 8,
                           .max_in_flight = 256,
@@ -400,6 +715,12 @@ int main(int argc, char **argv)
             r.o.addr = v;
         else if (strcmp(a, "--method") == 0)
             r.o.method = v;
+        else if (strcmp(a, "--mix") == 0)
+            r.o.mix = v;
+        else if (strcmp(a, "--replay") == 0)
+            r.o.replay = v;
+        else if (strcmp(a, "--k") == 0)
+            r.o.k = atoi(v);
         else if (strcmp(a, "--mode") == 0)
             r.o.mode = v;
         else if (strcmp(a, "--concurrency") == 0)
@@ -425,12 +746,24 @@ int main(int argc, char **argv)
         }
         i++;
     }
-    bool known_method = strcmp(r.o.method, "ingest") == 0 || strcmp(r.o.method, "embed") == 0 ||
-                        strcmp(r.o.method, "health") == 0;
+    if (!r.o.mix)
+        r.o.mix = r.o.method;
+    bool known_mix = dr_parse_mix(&r, r.o.mix);
     bool known_mode = strcmp(r.o.mode, "open") == 0 || strcmp(r.o.mode, "closed") == 0;
-    if (!known_method || !known_mode || r.o.concurrency < 1 || r.o.rate <= 0 ||
-        r.o.max_in_flight < 1 || r.o.duration_s <= 0 || r.o.warmup_s < 0 || r.o.timeout_ms < 1) {
+    if (!known_mix || !known_mode || r.o.concurrency < 1 || r.o.rate <= 0 ||
+        r.o.max_in_flight < 1 || r.o.duration_s <= 0 || r.o.warmup_s < 0 || r.o.timeout_ms < 1 ||
+        r.o.k < 1) {
         fprintf(stderr, "driftrec-load: bad option value (see --help)\n");
+        return 2;
+    }
+    bool needs_replay =
+        r.weights[DR_M_RECOMMEND] || r.weights[DR_M_RECOMMEND_QUERY] || r.weights[DR_M_RANK];
+    if (needs_replay && !r.o.replay) {
+        fprintf(stderr, "driftrec-load: recommend, recommend_query and rank need --replay\n");
+        return 2;
+    }
+    if (r.o.replay && !dr_replay_load(&r, r.o.replay)) {
+        dr_replay_free(&r);
         return 2;
     }
     grpc_init();
@@ -447,5 +780,6 @@ int main(int argc, char **argv)
         ;
     grpc_completion_queue_destroy(r.cq);
     grpc_shutdown();
+    dr_replay_free(&r);
     return 0;
 }
