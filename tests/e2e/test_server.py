@@ -551,6 +551,64 @@ class RecommendWithBundle(unittest.TestCase):
         got = cli("rank", "--user", "cli-user", "item-1", "item-2", "nope")
         self.assertEqual(got["unknown_item_ids"], ["nope"])
 
+    def test_load_client_replay_counts_match_the_server_metrics(self):
+        # driftrec-load with a replay file (bench/load/make_replay.py over an events.jsonl of
+        # this bundle's items) and a mix of Recommend with and without query text (this bundle
+        # has no text encoder: FAILED_PRECONDITION, counted like any status), Rank and Ingest;
+        # its per-method, per-status counts must equal the server's counters' growth.
+        def requests_total():
+            pat = r'^driftrec_requests_total\{method="(\w+)",code="(\w+)",variant="A"\} (\d+)$'
+            return {(m, c): int(n) for m, c, n in re.findall(pat, self.srv.metrics(), re.M)}
+
+        rng = __import__("random").Random(5)
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "events.jsonl"), "w") as f:
+                for u in range(20):
+                    ts = T0
+                    for _ in range(60):
+                        ts += rng.choice([0, 30, 400, 7200])
+                        f.write(json.dumps({
+                            "user_id": f"replay-{u}", "item_id": rng.choice(self.bundle.ids),
+                            "ts": ts, "event_type": rng.choice(["view", "click", "purchase"]),
+                            "dwell_s": rng.choice([None, 12.5]), "amount": None,
+                            "rating": None, "text": ""}) + "\n")
+            replay = os.path.join(d, "replay.jsonl")
+            subprocess.run([sys.executable, os.path.join(REPO, "bench", "load", "make_replay.py"),
+                            os.path.join(d, "events.jsonl"), replay, "--candidates", "30"],
+                           check=True, capture_output=True, timeout=60)
+            with open(replay) as f:
+                lines = [json.loads(x) for x in f]
+            self.assertTrue(20 <= len(lines) <= 60)  # 20 users, up to 3 cuts each
+            self.assertTrue(all(1 <= len(x["events"]) <= 50 for x in lines))
+            before = requests_total()
+            out = os.path.join(d, "load.json")
+            r = subprocess.run([LOAD_BIN, "--addr", f"127.0.0.1:{self.srv.port}", "--replay",
+                                replay, "--mix", "recommend=60,recommend_query=10,rank=20,ingest=10",
+                                "--concurrency", "4", "--warmup", "0", "--duration", "2",
+                                "--json", out], capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(out) as f:
+                got = json.load(f)
+        after = requests_total()
+        grown = {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+        per = got["methods"]
+        self.assertEqual(set(per), {"recommend", "recommend_query", "rank", "ingest"})
+        self.assertGreater(per["recommend"]["calls"], 20)
+        self.assertEqual(per["recommend"]["status"], {"OK": per["recommend"]["calls"]})
+        self.assertEqual(per["rank"]["status"], {"OK": per["rank"]["calls"]})
+        self.assertEqual(per["ingest"]["status"], {"OK": per["ingest"]["calls"]})
+        self.assertEqual(per["recommend_query"]["status"],
+                         {"FAILED_PRECONDITION": per["recommend_query"]["calls"]})
+        want = {}
+        for name, m in per.items():
+            server_method = {"recommend_query": "Recommend"}.get(name, name.capitalize())
+            for code, n in m["status"].items():
+                want[(server_method, code)] = want.get((server_method, code), 0) + n
+        self.assertEqual(grown, want)
+        self.assertEqual(sum(m["calls"] for m in per.values()), got["calls"])
+        for m in per.values():
+            self.assertLessEqual(m["latency_ms"]["p50"], m["latency_ms"]["p99"])
+
     def test_recommend_and_rank_equal_pytorch_and_numpy(self):
         import numpy as np
         rng = np.random.default_rng(1)
