@@ -6,6 +6,7 @@
 #   make bench-kernels  the kernel micro-benchmark table (build/bench/kernels.json)
 #   make bench-deps     benchmark-only dependencies (peers)
 #   make bench-models   BERT-mini and the interest model vs ONNX Runtime and PyTorch
+#   make bench-server   driftrec-server vs a Python grpcio + PyTorch peer (saturation, p99)
 #   make test-asan      the unit and kernel tests under ASan + UBSan (build-asan/)
 #   make format / make check-format
 MAKEFLAGS += --no-print-directory
@@ -141,3 +142,11 @@ bench-ann-scale: build
 bench-models: build
 	@/usr/bin/python3 bench/models/run.py --build $(BUILD_DIR) $(MODELS_BENCH_FLAGS)
 .PHONY: bench-models
+
+# driftrec-server against the Python grpcio + PyTorch peer (bench/peers/), the same bundle and
+# client (driftrec-load, open loop, a replay of the demo shop's histories): saturation QPS and
+# p50/p99 at 50% and 80% of it.  Needs `make model`.  Not in CI.  SERVER_BENCH_FLAGS: e.g.
+# --peer-int8, --mix recommend_query=1.
+bench-server: build
+	@/usr/bin/python3 bench/peers/bench_server.py --build $(BUILD_DIR) $(SERVER_BENCH_FLAGS)
+.PHONY: bench-server
