@@ -41,7 +41,8 @@ def load(a, port, rate, duration, warmup):
         subprocess.run([a.load_bin, "--addr", f"127.0.0.1:{port}", "--replay", a.replay,
                         "--mix", a.mix, "--mode", "open", "--rate", str(rate),
                         "--duration", str(duration), "--warmup", str(warmup),
-                        "--max-in-flight", "512", "--timeout-ms", "2000", "--json", out.name],
+                        "--max-in-flight", "512", "--timeout-ms", "2000",
+                        "--max-send-lag-ms", str(SEND_LAG_LIMIT_MS), "--json", out.name],
                        check=True, capture_output=True, timeout=duration + warmup + 60)
         with open(out.name) as f:
             return json.load(f)
@@ -50,10 +51,12 @@ def load(a, port, rate, duration, warmup):
 def passes(r):
     n = r["calls"] + r["over_cap"]
     errors = n - r["status"].get("OK", 0)
-    # The sender must keep time, but driftrec-load's own "valid" (p99 send lag <= 1 ms) trips on
-    # wake-up jitter of a 2-core machine shared with both servers: allow SEND_LAG_LIMIT_MS.
+    # The sender must keep time: driftrec-load's "valid" is false when its median send lag, or
+    # the growth of its mean send lag over the run, exceeds SEND_LAG_LIMIT_MS.  A tail of send
+    # lag (wake-up jitter on 2 cores shared with the server) is not a failure of its own: each
+    # call's latency counts from its intended start, so that lag is already in the p99.
     return (r["latency_ms"]["p99"] < P99_LIMIT_MS and n > 0 and errors / n < ERROR_LIMIT
-            and r["send_lag_p99_ms"] < SEND_LAG_LIMIT_MS)
+            and r["valid"])
 
 
 def bench_one(a, name, cmd, port):
@@ -69,9 +72,13 @@ def bench_one(a, name, cmd, port):
                 ladder.append({"rate": rate, "ok": ok, "qps": r["qps"],
                                "p50_ms": r["latency_ms"]["p50"], "p99_ms": r["latency_ms"]["p99"],
                                "status": r["status"], "over_cap": r["over_cap"],
-                               "valid": r["valid"], "send_lag_p99_ms": r["send_lag_p99_ms"]})
+                               "valid": r["valid"], "send_lag_p99_ms": r["send_lag_p99_ms"],
+                               "send_lag_growth_ms": r["send_lag_growth_ms"]})
                 print(f"  {name:10s} rate {rate:8.0f}/s: p50 {r['latency_ms']['p50']:7.2f} ms "
-                      f"p99 {r['latency_ms']['p99']:7.2f} ms {'ok' if ok else 'FAIL'}", flush=True)
+                      f"p99 {r['latency_ms']['p99']:7.2f} ms, errors {r['calls'] - r['status'].get('OK', 0)}"
+                      f" + over_cap {r['over_cap']}, send lag p99 {r['send_lag_p99_ms']:.2f} ms "
+                      f"growth {r['send_lag_growth_ms']:.2f} ms{'' if r['valid'] else ' INVALID'} "
+                      f"{'ok' if ok else 'FAIL'}", flush=True)
                 if not ok:
                     break
                 sat = rate
@@ -82,7 +89,8 @@ def bench_one(a, name, cmd, port):
                     r = load(a, port, sat * frac, a.measure_duration, 1)
                     at[str(frac)] = {"rate": sat * frac, "p50_ms": r["latency_ms"]["p50"],
                                      "p99_ms": r["latency_ms"]["p99"], "status": r["status"],
-                                     "over_cap": r["over_cap"], "valid": r["valid"]}
+                                     "over_cap": r["over_cap"], "valid": r["valid"],
+                                     "send_lag_p99_ms": r["send_lag_p99_ms"]}
             info = [json.loads(x) for x in open(log.name).read().splitlines()
                     if x.startswith("{") and "serving" in x]
             return {"name": name, "command": [os.path.basename(cmd[0])] + cmd[1:],
