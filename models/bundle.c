@@ -17,6 +17,7 @@
  */
 #include "bundle.h"
 
+#include "file_io.h"
 #include "model_file.h" /* dr_sha256_file, the text encoder's config */
 
 #include <cjson/cJSON.h>
@@ -40,11 +41,6 @@
 #define MAX_TEXT_LEN      65536u /* preprocessing.text.max_len, in tokens */
 #define SCORE_BLOCK_BYTES (256u * 1024u)
 
-struct mapped {
-    void *addr; /* NULL for an empty file */
-    size_t size;
-};
-
 struct id_entry {
     const char *id; /* into bundle->ids */
     size_t len;
@@ -61,15 +57,15 @@ struct dr_bundle {
     float clip_dwell_s, clip_amount;
     const char **event_types; /* n_event_types, borrowed from manifest */
     size_t n_event_types;
-    struct mapped vectors;
+    struct dr_mapped vectors;
     char *ids;                 /* ids.txt, newlines made NULs */
     size_t *id_offsets;        /* n_items + 1: row r is ids[id_offsets[r] .. id_offsets[r+1] - 1) */
     struct id_entry *id_index; /* n_items, sorted by bytes */
-    struct mapped categories;  /* n_items uint32, or empty */
-    struct mapped text_proj;   /* item_dim x text_dim float32, or empty */
-    size_t text_dim;           /* 0 without a text projection */
-    bool text_proj_normalize;  /* text_projection.normalize_input */
-    size_t text_max_len;       /* preprocessing.text.max_len, 0 when absent */
+    struct dr_mapped categories; /* n_items uint32, or empty */
+    struct dr_mapped text_proj;  /* item_dim x text_dim float32, or empty */
+    size_t text_dim;             /* 0 without a text projection */
+    bool text_proj_normalize;    /* text_projection.normalize_input */
+    size_t text_max_len;         /* preprocessing.text.max_len, 0 when absent */
     const char **category_names;
     size_t n_categories;
     struct dr_interest *interest;
@@ -78,18 +74,6 @@ struct dr_bundle {
 };
 
 /* ---- small helpers -------------------------------------------------------------------------- */
-
-static char *join_path(const char *dir, const char *rel)
-{
-    size_t a = strlen(dir), b = strlen(rel);
-    char *p = malloc(a + b + 2);
-    if (!p)
-        return NULL;
-    memcpy(p, dir, a);
-    p[a] = '/';
-    memcpy(p + a + 1, rel, b + 1);
-    return p;
-}
 
 /* err->msg = prefix + sep + err->msg: names the file in a message that does not. */
 static void prefix_error(struct dr_error *err, const char *prefix, const char *sep)
@@ -102,76 +86,21 @@ static void prefix_error(struct dr_error *err, const char *prefix, const char *s
     err->msg[sizeof err->msg - 1] = '\0';
 }
 
+/* The file at path mapped read-only, which must be want_size bytes (what: why). */
 static enum dr_status map_file(const char *path, size_t want_size, const char *what,
-                               struct mapped *out, struct dr_error *err)
+                               struct dr_mapped *out, struct dr_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return dr_error_set(err, DR_ERR_IO, "%s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return dr_error_set(err, DR_ERR_IO, "%s: not a regular file", path);
+    struct dr_mapped m;
+    enum dr_status st = dr_map_file(path, &m, err);
+    if (st != DR_OK)
+        return st;
+    if (m.size != want_size) {
+        size_t got = m.size;
+        dr_unmap_file(&m);
+        return dr_error_set(err, DR_ERR_FORMAT, "%s: %zu bytes, expected %zu (%s)", path, got,
+                            want_size, what);
     }
-    if ((uint64_t)sb.st_size != (uint64_t)want_size) {
-        close(fd);
-        return dr_error_set(err, DR_ERR_FORMAT, "%s: %lld bytes, expected %zu (%s)", path,
-                            (long long)sb.st_size, want_size, what);
-    }
-    struct mapped m = {.addr = NULL, .size = want_size};
-    if (m.size > 0) {
-        m.addr = mmap(NULL, m.size, PROT_READ, MAP_SHARED, fd, 0);
-        if (m.addr == MAP_FAILED) {
-            int e = errno;
-            close(fd);
-            return dr_error_set(err, DR_ERR_IO, "%s: mmap: %s", path, strerror(e));
-        }
-    }
-    close(fd);
     *out = m;
-    return DR_OK;
-}
-
-static void unmap_file(struct mapped *m)
-{
-    if (m->addr)
-        munmap(m->addr, m->size);
-    m->addr = NULL;
-    m->size = 0;
-}
-
-/* The whole of a file of at most max_size bytes, NUL-terminated; *out returns owned (free). */
-static enum dr_status read_file(const char *path, size_t max_size, char **out, size_t *size,
-                                struct dr_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return dr_error_set(err, DR_ERR_IO, "%s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return dr_error_set(err, DR_ERR_IO, "%s: not a regular file", path);
-    }
-    if ((uint64_t)sb.st_size > (uint64_t)max_size) {
-        fclose(f);
-        return dr_error_set(err, DR_ERR_FORMAT, "%s: larger than %zu bytes", path, max_size);
-    }
-    size_t want = (size_t)sb.st_size;
-    char *buf = malloc(want + 1);
-    if (!buf) {
-        fclose(f);
-        return dr_error_set(err, DR_ERR_NOMEM, "%s: out of memory", path);
-    }
-    size_t n = fread(buf, 1, want, f);
-    bool bad = ferror(f) != 0 || n != want;
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return dr_error_set(err, DR_ERR_IO, "%s: read error", path);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *size = n;
     return DR_OK;
 }
 
@@ -283,7 +212,7 @@ static enum dr_status resolve(const struct dr_bundle *b, const char *key, const 
             break;
         p = slash + 1;
     }
-    char *path = join_path(b->dir, rel);
+    char *path = dr_path_join(b->dir, rel);
     if (!path)
         return dr_error_set(err, DR_ERR_NOMEM, "out of memory");
     char *real = realpath(path, NULL);
@@ -367,7 +296,7 @@ static int cmp_id_entry(const void *pa, const void *pb)
 static enum dr_status load_ids(struct dr_bundle *b, const char *path, struct dr_error *err)
 {
     size_t size = 0;
-    enum dr_status st = read_file(path, SIZE_MAX - 1, &b->ids, &size, err);
+    enum dr_status st = dr_read_small_file(path, SIZE_MAX - 1, &b->ids, &size, err);
     if (st != DR_OK)
         return st;
     size_t n_lines = 0;
@@ -621,12 +550,13 @@ static enum dr_status check_header(struct dr_bundle *b, struct dr_error *err)
 static enum dr_status load(struct dr_bundle *b, const struct dr_model_opts *opts,
                            struct dr_error *err)
 {
-    char *manifest_path = join_path(b->dir, "manifest.json");
+    char *manifest_path = dr_path_join(b->dir, "manifest.json");
     if (!manifest_path)
         return dr_error_set(err, DR_ERR_NOMEM, "out of memory");
     char *text = NULL;
     size_t size = 0;
-    enum dr_status st = read_file(manifest_path, DR_BUNDLE_MAX_MANIFEST, &text, &size, err);
+    enum dr_status st =
+        dr_read_small_file(manifest_path, DR_BUNDLE_MAX_MANIFEST, &text, &size, err);
     free(manifest_path);
     if (st != DR_OK)
         return st;
@@ -767,9 +697,9 @@ void dr_bundle_destroy(struct dr_bundle *b)
         return;
     dr_ann_destroy(b->index);
     dr_interest_destroy(b->interest);
-    unmap_file(&b->text_proj);
-    unmap_file(&b->categories);
-    unmap_file(&b->vectors);
+    dr_unmap_file(&b->text_proj);
+    dr_unmap_file(&b->categories);
+    dr_unmap_file(&b->vectors);
     free(b->category_names);
     free(b->id_index);
     free(b->id_offsets);

@@ -10,6 +10,8 @@
  */
 #include "model_file.h"
 
+#include "file_io.h"
+
 #include "kernels.h"
 
 #include <cjson/cJSON.h>
@@ -351,52 +353,14 @@ static enum dr_status sha256_hex(const void *buf, size_t size, char hex[65], con
     return DR_OK;
 }
 
-/* A whole file mapped read-only (an empty file maps to NULL with size 0). */
-struct mapped {
-    void *addr;
-    size_t size;
-};
-
-static enum dr_status map_file(const char *path, struct mapped *out, struct dr_error *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return dr_error_set(err, DR_ERR_IO, "%s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return dr_error_set(err, DR_ERR_IO, "%s: not a regular file", path);
-    }
-    struct mapped m = {.addr = NULL, .size = (size_t)sb.st_size};
-    if (m.size > 0) {
-        m.addr = mmap(NULL, m.size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (m.addr == MAP_FAILED) {
-            int e = errno;
-            close(fd);
-            return dr_error_set(err, DR_ERR_IO, "%s: mmap: %s", path, strerror(e));
-        }
-    }
-    close(fd);
-    *out = m;
-    return DR_OK;
-}
-
-static void unmap_file(struct mapped *m)
-{
-    if (m->addr)
-        munmap(m->addr, m->size);
-    m->addr = NULL;
-    m->size = 0;
-}
-
 enum dr_status dr_sha256_file(const char *path, char hex[65], struct dr_error *err)
 {
-    struct mapped m;
-    enum dr_status st = map_file(path, &m, err);
+    struct dr_mapped m;
+    enum dr_status st = dr_map_file(path, &m, err);
     if (st != DR_OK)
         return st;
     st = sha256_hex(m.addr ? m.addr : "", m.size, hex, path, err);
-    unmap_file(&m);
+    dr_unmap_file(&m);
     return st;
 }
 
@@ -410,51 +374,11 @@ struct dr_model_file {
     bool is_int8;
     char *weights_path, *vocab_path;
     bool vocab_lower_case;
-    struct mapped weights_map;
+    struct dr_mapped weights_map;
     struct dr_safetensors tensors;
     void **copies; /* aligned copies handed out by dr_model_file_tensor */
     size_t n_copies, cap_copies;
 };
-
-static char *join_path(const char *dir, const char *file)
-{
-    size_t a = strlen(dir), b = strlen(file);
-    char *p = malloc(a + b + 2);
-    if (!p)
-        return NULL;
-    memcpy(p, dir, a);
-    p[a] = '/';
-    memcpy(p + a + 1, file, b + 1);
-    return p;
-}
-
-static enum dr_status read_small_file(const char *path, size_t max_size, char **out, size_t *size,
-                                      struct dr_error *err)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return dr_error_set(err, DR_ERR_IO, "%s: %s", path, strerror(errno));
-    char *buf = malloc(max_size + 1);
-    if (!buf) {
-        fclose(f);
-        return dr_error_set(err, DR_ERR_NOMEM, "%s: out of memory", path);
-    }
-    size_t n = fread(buf, 1, max_size + 1, f);
-    bool bad = ferror(f) != 0;
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return dr_error_set(err, DR_ERR_IO, "%s: read error", path);
-    }
-    if (n > max_size) {
-        free(buf);
-        return dr_error_set(err, DR_ERR_FORMAT, "%s: larger than %zu bytes", path, max_size);
-    }
-    buf[n] = '\0';
-    *out = buf;
-    *size = n;
-    return DR_OK;
-}
 
 static const char *manifest_string(const cJSON *obj, const char *key)
 {
@@ -466,7 +390,7 @@ static const char *manifest_string(const cJSON *obj, const char *key)
  * against the manifest (over map's bytes when map is given, else the file's). */
 static enum dr_status check_named_file(const struct dr_model_file *mf, const cJSON *section,
                                        const char *section_name, char **path_out,
-                                       struct mapped *map, struct dr_error *err)
+                                       struct dr_mapped *map, struct dr_error *err)
 {
     const char *file = manifest_string(section, "file");
     const char *want = manifest_string(section, "sha256");
@@ -477,13 +401,13 @@ static enum dr_status check_named_file(const struct dr_model_file *mf, const cJS
     if (!want || strlen(want) != 64)
         return dr_error_set(err, DR_ERR_FORMAT, "manifest.json: %s.sha256 must be 64 hex digits",
                             section_name);
-    char *path = join_path(mf->dir, file);
+    char *path = dr_path_join(mf->dir, file);
     if (!path)
         return dr_error_set(err, DR_ERR_NOMEM, "out of memory");
     char got[65];
     enum dr_status st;
     if (map) {
-        st = map_file(path, map, err);
+        st = dr_map_file(path, map, err);
         if (st == DR_OK)
             st = sha256_hex(map->addr ? map->addr : "", map->size, got, file, err);
     } else {
@@ -494,7 +418,7 @@ static enum dr_status check_named_file(const struct dr_model_file *mf, const cJS
                           file, got, want);
     if (st != DR_OK) {
         if (map)
-            unmap_file(map);
+            dr_unmap_file(map);
         free(path);
         return st;
     }
@@ -590,13 +514,13 @@ enum dr_status dr_model_file_open(const char *path, struct dr_model_file **out,
         const char *slash = strrchr(path, '/');
         mf->dir = slash ? strndup(path, (size_t)(slash - path + (slash == path))) : strdup(".");
     }
-    manifest_path = S_ISDIR(sb.st_mode) ? join_path(path, "manifest.json") : strdup(path);
+    manifest_path = S_ISDIR(sb.st_mode) ? dr_path_join(path, "manifest.json") : strdup(path);
     if (!mf->dir || !manifest_path) {
         st = dr_error_set(err, DR_ERR_NOMEM, "out of memory");
         goto fail;
     }
     size_t text_size = 0;
-    st = read_small_file(manifest_path, 1u << 20, &text, &text_size, err);
+    st = dr_read_small_file(manifest_path, 1u << 20, &text, &text_size, err);
     if (st != DR_OK)
         goto fail;
     const char *end = NULL;
@@ -628,7 +552,7 @@ void dr_model_file_destroy(struct dr_model_file *mf)
         dr_aligned_free(mf->copies[i]);
     free(mf->copies);
     dr_safetensors_deinit(&mf->tensors);
-    unmap_file(&mf->weights_map);
+    dr_unmap_file(&mf->weights_map);
     free(mf->weights_path);
     free(mf->vocab_path);
     cJSON_Delete(mf->manifest);
