@@ -10,13 +10,12 @@ split through per_user_ndcg10.npy) and training times.
 """
 
 import json
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
-Z95 = 1.959963984540054
+from driftrec_train.evaluate import mean_ci
 
 
 def fmt(s):
@@ -24,8 +23,7 @@ def fmt(s):
 
 
 def paired(a, b):
-    d = a - b
-    return {"mean": float(d.mean()), "ci95": float(Z95 * d.std(ddof=1) / math.sqrt(len(d)))}
+    return mean_ci(a - b)
 
 
 def main(argv):

@@ -457,22 +457,8 @@ def train(data: EventSequences, c: TrainConfig, text: Optional[np.ndarray] = Non
         data = _drop_cold(data, val_split.cold_items)
         val_split = leave_one_out(data.seq, target="validation", seed=0)
     train_lengths = [len(s) for s in val_split.fit_seqs]
-    known = np.zeros(data.seq.n_items, np.float32)
-    for u, n in enumerate(train_lengths):
-        known[data.seq.seqs[u][:n]] = 1.0
-    model = DriftRec(data.seq.n_items, c, text=text, known=known)
-    feat = Featurizer(data, c, train_lengths)
-    with torch.no_grad():
-        model.interest.features.numeric_mean.copy_(torch.as_tensor(feat.mean, dtype=torch.float32))
-        model.interest.features.numeric_std.copy_(torch.as_tensor(feat.std, dtype=torch.float32))
+    model, feat, log_q, q_cdf, windows = _setup(data, c, text, train_lengths)
     opt = torch.optim.Adam(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-    pop = np.zeros(data.seq.n_items)
-    for u, n in enumerate(train_lengths):
-        np.add.at(pop, data.seq.seqs[u][:n], 1.0)
-    q = sampling_distribution(pop, c.uniform_share, known)
-    log_q = torch.as_tensor(np.log(np.maximum(q, 1e-30)), dtype=torch.float32)
-    q_cdf = np.cumsum(q)
-    windows = training_windows(train_lengths, c.max_events)
     n_positions = sum(w.hi - w.lo - 1 for w in windows)
     # validation users: a fixed random subset
     val_idx = np.arange(len(val_split.targets))
@@ -580,6 +566,28 @@ def _run_epoch(model: DriftRec, opt, feat: Featurizer, windows: Sequence[Window]
     return total, count, False
 
 
+def _setup(data: EventSequences, c: TrainConfig, text: Optional[np.ndarray], lengths: Sequence[int],
+           numeric: Optional[tuple[np.ndarray, np.ndarray]] = None
+           ) -> tuple[DriftRec, Featurizer, torch.Tensor, np.ndarray, list[Window]]:
+    """A fresh model trained on each user's first ``lengths[u]`` events: the model (items
+    outside that data unknown), its featurizer (``numeric``: normalisation constants to use
+    instead of these events' own), log Q and the CDF of the negative sampler, the windows."""
+    pop = np.zeros(data.seq.n_items)
+    for u, n in enumerate(lengths):
+        np.add.at(pop, data.seq.seqs[u][:n], 1.0)
+    known = (pop > 0).astype(np.float32)
+    model = DriftRec(data.seq.n_items, c, text=text, known=known)
+    feat = Featurizer(data, c, lengths)
+    if numeric is not None:
+        feat.mean, feat.std = numeric
+    with torch.no_grad():
+        model.interest.features.numeric_mean.copy_(torch.as_tensor(feat.mean, dtype=torch.float32))
+        model.interest.features.numeric_std.copy_(torch.as_tensor(feat.std, dtype=torch.float32))
+    q = sampling_distribution(pop, c.uniform_share, known)
+    log_q = torch.as_tensor(np.log(np.maximum(q, 1e-30)), dtype=torch.float32)
+    return model, feat, log_q, np.cumsum(q), training_windows(lengths, c.max_events)
+
+
 def refit(data: EventSequences, c: TrainConfig, text: Optional[np.ndarray], epochs: int,
           numeric_mean: np.ndarray, numeric_std: np.ndarray, progress: bool,
           log: Callable[[str], None]) -> tuple[DriftRec, Featurizer, float]:
@@ -589,25 +597,12 @@ def refit(data: EventSequences, c: TrainConfig, text: Optional[np.ndarray], epoc
     torch.manual_seed(c.seed)
     rng = np.random.default_rng([c.seed, 7])
     lengths = [max(0, len(s) - 1) for s in data.seq.seqs]
-    known = np.zeros(data.seq.n_items, np.float32)
-    for u, n in enumerate(lengths):
-        known[data.seq.seqs[u][:n]] = 1.0
-    model = DriftRec(data.seq.n_items, c, text=text, known=known)
-    feat = Featurizer(data, c, lengths)
-    feat.mean, feat.std = numeric_mean, numeric_std  # the constants selection trained with
-    with torch.no_grad():
-        model.interest.features.numeric_mean.copy_(torch.as_tensor(feat.mean, dtype=torch.float32))
-        model.interest.features.numeric_std.copy_(torch.as_tensor(feat.std, dtype=torch.float32))
+    # the normalisation constants selection trained with
+    model, feat, log_q, q_cdf, windows = _setup(data, c, text, lengths, (numeric_mean, numeric_std))
     opt = torch.optim.Adam(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-    pop = np.zeros(data.seq.n_items)
-    for u, n in enumerate(lengths):
-        np.add.at(pop, data.seq.seqs[u][:n], 1.0)
-    q = sampling_distribution(pop, c.uniform_share, known)
-    log_q = torch.as_tensor(np.log(np.maximum(q, 1e-30)), dtype=torch.float32)
-    windows = training_windows(lengths, c.max_events)
     t0 = time.perf_counter()
     for epoch in range(1, epochs + 1):
-        total, count, out_of_time = _run_epoch(model, opt, feat, windows, c, rng, np.cumsum(q), log_q,
+        total, count, out_of_time = _run_epoch(model, opt, feat, windows, c, rng, q_cdf, log_q,
                                                t0 + c.time_budget_s, progress, f"refit {epoch}/{epochs}")
         log(f"refit epoch {epoch}/{epochs}: loss {total / max(count, 1):.4f}"
             f"{' (time budget reached)' if out_of_time else ''}")
