@@ -4,8 +4,8 @@
  * sigwait(): a handler installed after grpc_init() can miss SIGTERM delivered to one of
  * gRPC's threads.
  */
-#include "bundle.h"
 #include "log.h"
+#include "model_source.h"
 #include "recommend.h"
 #include "selfcheck.h"
 #include "server.h"
@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static void usage(FILE *out)
@@ -59,7 +61,15 @@ static void usage(FILE *out)
             "                       docs/bundle.md), loaded after the port opens: until it\n"
             "                       is loaded and warm, health says NOT_SERVING for\n"
             "                       driftrec.v1.Recommender and Recommend and Rank answer\n"
-            "                       UNAVAILABLE; a bad bundle stops the server, exit 2\n"
+            "                       UNAVAILABLE; a bad bundle stops the server, exit 2\n");
+    fprintf(out,
+            "  --model-root DIR     a model registry instead of --model: DIR/NAME/VERSION/\n"
+            "                       bundles; the highest VERSION (version order: 9 < 10) is\n"
+            "                       served; names starting with '.' are skipped (copy a new\n"
+            "                       version in as .tmp-V, then rename it) (env DR_MODEL_ROOT)\n"
+            "  --model-name NAME    the model's directory in the registry (env DR_MODEL_NAME)\n"
+            "  --model-poll-ms N    with --model-root: look for a new version every N ms and\n"
+            "                       load it; 0: only at SIGHUP (default 5000)\n"
             "  --query-weight W     w in [0, 1] of Recommend's query-text heuristic: the user\n"
             "                       vector u becomes (1-w) u + w |u| q/|q|, q the query's\n"
             "                       item-space vector (env DR_QUERY_WEIGHT; default 0.5;\n"
@@ -83,7 +93,11 @@ static void usage(FILE *out)
             "environment:\n"
             "  DR_ISA_MAX           cap the kernel ISA (ref, avx2, avx512, avx512vnni, neon, "
             "neondot)\n"
-            "SIGINT or SIGTERM drains and stops the server.\n");
+            "SIGINT or SIGTERM drains and stops the server.  SIGHUP reloads the model: --model's\n"
+            "directory again, or the registry's highest version; the new model is warmed up\n"
+            "beside the served one and swapped in without failing a call; a bad one is\n"
+            "refused (logged, driftrec_model_loads_total{result=\"failed\"}) and the served\n"
+            "one stays.\n");
 }
 
 /* Parses a positive integer flag value; exits with a message on a bad one. */
@@ -113,11 +127,12 @@ static float parse_unit(const char *flag, const char *value)
     return (float)v;
 }
 
-/* What the flags, the environment and the config file set: the server's options and the
- * bundle directory main loads before starting it. */
+/* What the flags, the environment and the config file set: the server's options and where
+ * main loads the recommendation model from once the server listens. */
 struct options {
     struct dr_server_opts server;
-    const char *model_dir; /* NULL or "": no recommendation model */
+    struct dr_model_source model; /* nothing set: no recommendation model */
+    int model_poll_ms;            /* registry: look for a new version this often; 0 = never */
     enum dr_log_level log_level;
 };
 
@@ -148,7 +163,13 @@ static bool apply_option(struct options *o, const char *name, const char *v, con
     else if (strcmp(name, "text-model") == 0)
         opts->text_model = v;
     else if (strcmp(name, "model") == 0)
-        o->model_dir = v;
+        o->model.bundle_dir = v;
+    else if (strcmp(name, "model-root") == 0)
+        o->model.root = v;
+    else if (strcmp(name, "model-name") == 0)
+        o->model.name = v;
+    else if (strcmp(name, "model-poll-ms") == 0)
+        o->model_poll_ms = strcmp(v, "0") == 0 ? 0 : (int)parse_count(label, v, 86400000L);
     else if (strcmp(name, "state-cache") == 0)
         opts->state_cache_users =
             strcmp(v, "0") == 0 ? 0 : (size_t)parse_count(label, v, 100000000L);
@@ -239,33 +260,65 @@ static cJSON *load_config(const char *path, struct options *opts)
     return root;
 }
 
-/* The bundle --model names, loaded and checked in full before the server binds anything: a
- * bad one ends the start with exit status 2 and the loader's message, which names the file. */
-static struct dr_bundle *load_bundle(const char *dir)
+/* Loads the model source's directory now (at the start, at SIGHUP, or when the registry
+ * has a new version); the server logs the result, whose message names the bad file. */
+static enum dr_status load_model(struct dr_server *srv, const struct dr_model_source *src)
 {
-    struct dr_bundle *bundle = NULL;
+    char dir[DR_MODEL_PATH_MAX];
     struct dr_error err = {0};
-    uint64_t start_ns = dr_now_ns();
-    struct dr_log_line line;
-    if (dr_bundle_load(dir, NULL, &bundle, &err) != DR_OK) {
-        dr_log_begin(&line, DR_LOG_ERROR, "cannot load the model bundle");
+    enum dr_status st = dr_model_source_resolve(src, dir, &err);
+    if (st != DR_OK) {
+        struct dr_log_line line;
+        dr_log_begin(&line, DR_LOG_ERROR, "no model to load");
         dr_log_str(&line, "detail", err.msg);
         dr_log_end(&line);
-        return NULL;
+        return st;
     }
-    dr_log_begin(&line, DR_LOG_INFO, "model loaded");
-    dr_log_str(&line, "model", dr_bundle_name(bundle));
-    dr_log_str(&line, "version", dr_bundle_version(bundle));
-    dr_log_int(&line, "items", (long long)dr_bundle_n_items(bundle));
-    dr_log_int(&line, "dim", (long long)dr_bundle_item_dim(bundle));
-    dr_log_double(&line, "ms", (double)(dr_now_ns() - start_ns) / 1e6);
-    dr_log_end(&line);
-    return bundle;
+    return dr_server_load_model(srv, dir, &err);
+}
+
+/* A registry version that failed to load is not retried at every poll: only once its
+ * manifest changes (or at SIGHUP). */
+struct failed_version {
+    char dir[DR_MODEL_PATH_MAX];
+    struct timespec manifest_mtime;
+};
+
+static bool manifest_mtime(const char *dir, struct timespec *out)
+{
+    char path[DR_MODEL_PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/manifest.json", dir);
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return false;
+    *out = st.st_mtim;
+    return true;
+}
+
+/* The registry's poll: loads its highest version when that is not the one served. */
+static void poll_registry(struct dr_server *srv, const struct dr_model_source *src,
+                          struct failed_version *failed)
+{
+    char dir[DR_MODEL_PATH_MAX], served[DR_MODEL_PATH_MAX];
+    if (dr_model_source_resolve(src, dir, NULL) != DR_OK)
+        return; /* the registry is being changed, or emptied: keep serving */
+    if (dr_server_model_dir(srv, served, sizeof served) && strcmp(dir, served) == 0)
+        return;
+    struct timespec mtime = {0};
+    manifest_mtime(dir, &mtime);
+    if (strcmp(dir, failed->dir) == 0 && mtime.tv_sec == failed->manifest_mtime.tv_sec &&
+        mtime.tv_nsec == failed->manifest_mtime.tv_nsec)
+        return;
+    struct dr_error err = {0};
+    if (dr_server_load_model(srv, dir, &err) != DR_OK) {
+        snprintf(failed->dir, sizeof failed->dir, "%s", dir);
+        failed->manifest_mtime = mtime;
+    }
 }
 
 int main(int argc, char **argv)
 {
-    struct options opts = {.log_level = DR_LOG_INFO};
+    struct options opts = {.log_level = DR_LOG_INFO, .model_poll_ms = 5000};
     dr_server_opts_default(&opts.server);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     opts.server.n_workers = ncpu > 0 ? (int)ncpu : 2;
@@ -284,6 +337,8 @@ int main(int argc, char **argv)
         {"DR_METRICS", "metrics"},
         {"DR_TEXT_MODEL", "text-model"},
         {"DR_MODEL", "model"},
+        {"DR_MODEL_ROOT", "model-root"},
+        {"DR_MODEL_NAME", "model-name"},
         {"DR_LOG_LEVEL", "log-level"},
         {"DR_LOG_KEY_FILE", "log-key-file"},
         {"DR_QUERY_WEIGHT", "query-weight"},
@@ -323,13 +378,22 @@ int main(int argc, char **argv)
     sigemptyset(&signals);
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
 
     /* The server starts first and the bundle loads while it serves: health answers during
      * the load ("" SERVING: alive; driftrec.v1.Recommender NOT_SERVING until the model is
      * loaded and warm), so a liveness probe does not kill a server that is loading a large
      * model, and Recommend gets a retryable UNAVAILABLE meanwhile. */
-    bool has_model = opts.model_dir && opts.model_dir[0];
+    bool has_model = dr_model_source_is_set(&opts.model);
+    {
+        struct dr_error check = {0};
+        if (dr_model_source_check(&opts.model, &check) != DR_OK) {
+            fprintf(stderr, "driftrec-server: %s\n", check.msg);
+            cJSON_Delete(config);
+            return 2;
+        }
+    }
     opts.server.is_model_expected = has_model;
     struct dr_server *srv = NULL;
     struct dr_error err = {0};
@@ -347,43 +411,56 @@ int main(int argc, char **argv)
     dr_log_int(&line, "workers", opts.server.n_workers);
     dr_log_str(&line, "variant", opts.server.variant);
     dr_log_int(&line, "metrics_port", dr_server_metrics_port(srv));
-    dr_log_str(&line, "model_dir", has_model ? opts.model_dir : "");
+    dr_log_str(&line, "model_dir", opts.model.bundle_dir ? opts.model.bundle_dir : "");
+    dr_log_str(&line, "model_root", opts.model.root ? opts.model.root : "");
     dr_log_end(&line);
 
-    struct dr_bundle *bundle = NULL;
     if (has_model) {
-        bundle = load_bundle(opts.model_dir);
         uint64_t start_ns = dr_now_ns();
-        if (bundle && dr_server_set_model(srv, bundle, &err) != DR_OK) {
-            dr_log_begin(&line, DR_LOG_ERROR, "cannot serve the model bundle");
-            dr_log_str(&line, "detail", err.msg);
-            dr_log_end(&line);
-            dr_bundle_destroy(bundle);
-            bundle = NULL;
-        }
-        if (!bundle) { /* the start fails as a whole: exit status 2, like a bad flag */
+        if (load_model(srv, &opts.model) != DR_OK) {
+            /* The start fails as a whole: exit status 2, like a bad flag. */
             dr_server_shutdown(srv);
             cJSON_Delete(config);
             return 2;
         }
         dr_log_begin(&line, DR_LOG_INFO, "model ready");
-        dr_log_str(&line, "model", dr_bundle_name(bundle));
         dr_log_int(&line, "state_cache", (long long)opts.server.state_cache_users);
         dr_log_int(&line, "impression_queue", (long long)opts.server.impression_queue);
         dr_log_int(&line, "warmup_queries", (long long)opts.server.warmup_queries);
-        /* Recommend's query_text: served only with the bundle's text encoder and projection. */
-        dr_log_str(&line, "query_text", dr_bundle_text_projection(bundle, NULL) ? "served" : "off");
         dr_log_double(&line, "query_weight", (double)opts.server.query_weight);
-        dr_log_double(&line, "warmup_ms", (double)(dr_now_ns() - start_ns) / 1e6);
+        dr_log_double(&line, "ms", (double)(dr_now_ns() - start_ns) / 1e6);
         dr_log_end(&line);
     }
+    /* main waits for signals; with a registry it also looks for new versions meanwhile. */
+    bool is_polling = has_model && opts.model.root && opts.model.root[0] && opts.model_poll_ms > 0;
+    struct failed_version failed = {0};
     int sig = 0;
-    sigwait(&signals, &sig);
+    for (;;) {
+        if (is_polling) {
+            struct timespec wait = {.tv_sec = opts.model_poll_ms / 1000,
+                                    .tv_nsec = (long)(opts.model_poll_ms % 1000) * 1000000};
+            sig = sigtimedwait(&signals, NULL, &wait);
+            if (sig < 0) {
+                if (errno == EAGAIN)
+                    poll_registry(srv, &opts.model, &failed);
+                continue;
+            }
+        } else if (sigwait(&signals, &sig) != 0) {
+            continue;
+        }
+        if (sig != SIGHUP)
+            break;
+        if (!has_model) {
+            dr_log(DR_LOG_WARN, "SIGHUP: no model source (--model or --model-root) to reload");
+            continue;
+        }
+        dr_log(DR_LOG_INFO, "SIGHUP: reloading the model");
+        load_model(srv, &opts.model);
+    }
     dr_log_begin(&line, DR_LOG_INFO, "draining");
     dr_log_int(&line, "signal", sig);
     dr_log_end(&line);
     dr_server_shutdown(srv);
-    dr_bundle_destroy(bundle); /* after the server: its workers read the bundle until then */
     dr_log(DR_LOG_INFO, "stopped");
     cJSON_Delete(config);
     return 0;

@@ -60,6 +60,7 @@ struct dr_metrics {
     char model_name[129], model_version[129];
     atomic_uint_fast64_t requests[DR_METRIC_METHOD_COUNT][DR_METRIC_STATUS_COUNT];
     atomic_uint_fast64_t deadline_drops;
+    atomic_uint_fast64_t model_loads[2]; /* [0] failed, [1] ok */
     atomic_uint_fast64_t skipped[DR_SKIP_COUNT];
     bool (*cache_fn)(void *, struct dr_state_cache_stats *);
     void *cache_ctx;
@@ -121,6 +122,12 @@ void dr_metrics_count_deadline_drop(struct dr_metrics *m)
 {
     if (m)
         atomic_fetch_add_explicit(&m->deadline_drops, 1, memory_order_relaxed);
+}
+
+void dr_metrics_count_model_load(struct dr_metrics *m, bool ok)
+{
+    if (m)
+        atomic_fetch_add_explicit(&m->model_loads[ok], 1, memory_order_relaxed);
 }
 
 void dr_metrics_set_queue_depth_fn(struct dr_metrics *m, size_t (*fn)(void *), void *ctx)
@@ -218,6 +225,13 @@ char *dr_metrics_render(struct dr_metrics *m)
         "their deadline had passed.\n# TYPE driftrec_deadline_dropped_total counter\n"
         "driftrec_deadline_dropped_total %llu\n",
         (unsigned long long)load(&m->deadline_drops));
+    put(&t,
+        "# HELP driftrec_model_loads_total Recommendation model loads (start and reloads), by "
+        "result; a failed one leaves the served model in place.\n"
+        "# TYPE driftrec_model_loads_total counter\n"
+        "driftrec_model_loads_total{result=\"ok\"} %llu\n"
+        "driftrec_model_loads_total{result=\"failed\"} %llu\n",
+        (unsigned long long)load(&m->model_loads[1]), (unsigned long long)load(&m->model_loads[0]));
     static const char *const skip_reasons[DR_SKIP_COUNT] = {"unknown_item", "unknown_event_type",
                                                             "unreadable"};
     put(&t, "# HELP driftrec_skipped_events_total Events left out of a user vector (counted each "

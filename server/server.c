@@ -9,9 +9,14 @@
  * Pollers decode and validate (cheap, bounded by the message size limit), then hand the call
  * to the work pool; a full pool answers RESOURCE_EXHAUSTED at once.  Workers run the
  * handler and start the reply batch; its completion (on a poller) frees the call.
- * The recommendation model arrives after the start (dr_server_set_model, while health and
- * Ingest are served): the recommender and the impression log are published with release
- * stores and read with acquire loads; until then Recommend and Rank answer UNAVAILABLE.
+ * The recommendation model arrives after the start (dr_server_load_model, while health and
+ * Ingest are served), and may be replaced while calls flow: each model (bundle + recommender)
+ * lives in a reference-counted slot.  A call takes a reference under slot_lock (get and
+ * increment: a plain load-then-increment could see a slot freed in between) in the worker,
+ * so nothing spans the poller-to-worker hand-off, and drops it atomically when it is done; a
+ * new model is built and warmed beside the old one, published by swapping the pointer under
+ * the same lock, and the old one is freed by whichever call drops its last reference.  Until
+ * the first model, Recommend and Rank answer UNAVAILABLE.
  * Shutdown: health NOT_SERVING (for drain_delay_ms calls are still served), then
  * shutdown_and_notify on a separate pluck queue, cancel what outlives the grace period, drain
  * the work pool, destroy, drain the queue, join pollers, commit the queued impressions.
@@ -44,6 +49,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "model_file.h"
+#include "model_source.h"
 #include "recommend.h"
 #include "tokenizer.h"
 #include "validate.h"
@@ -90,15 +96,19 @@ struct dr_server {
     struct dr_bert *bert;
     struct dr_tokenizer *tokenizer;
     char model_name[128], model_version[128];
-    /* Recommend and Rank, with the user-state cache, and Recommend's impressions on their way
-     * to the event log: NULL until dr_server_set_model publishes them (release stores; the
-     * readers' acquire loads then see them fully built), NULL for good without a model. */
-    _Atomic(struct dr_recommender *) rec;
+    /* The served model (Recommend, Rank, the user-state cache): NULL until the first
+     * dr_server_load_model, NULL for good without a model.  Read only through slot_acquire. */
+    struct model_slot *slot;
+    pthread_mutex_t slot_lock; /* held only to read-and-reference or to swap slot */
+    pthread_mutex_t load_lock; /* one model load at a time */
+    /* Recommend's impressions on their way to the event log: made with the first model
+     * (release store; the readers' acquire loads see it fully built). */
     _Atomic(struct dr_impression_log *) impressions;
-    /* "model": Ingest holds it shared from reading rec to the end of its write, so no Ingest
-     * that bypassed the state cache is still writing when the recommender appears (its events
-     * could be missing from a state cached meanwhile); dr_server_set_model holds it exclusive
-     * to publish.  Writer-preferring, so a stream of Ingest cannot hold the model back. */
+    /* "model": Ingest holds it shared from taking the slot to the end of its write, so no
+     * Ingest that stepped an old model's cache (or none) is still writing when a new model
+     * appears (its events could be missing from a state the new model caches meanwhile);
+     * a load holds it exclusive to publish.  Writer-preferring, so a stream of Ingest cannot
+     * hold a model back. */
     pthread_rwlock_t model_lock;
     /* Request ids the server makes up: a random per-process seed and a counter. */
     uint64_t request_id_seed;
@@ -110,10 +120,47 @@ struct dr_server {
     char variant[DR_MAX_TAG_BYTES + 1];
 };
 
-/* Acquire: pairs with dr_server_set_model's release store (the recommender is fully built). */
-static struct dr_recommender *recommender(struct dr_server *srv)
+/* One served model.  refs: one for being published, one per call using it. */
+struct model_slot {
+    struct dr_bundle *bundle;   /* owned */
+    struct dr_recommender *rec; /* owned; built on bundle */
+    atomic_size_t refs;
+    uint64_t loaded_at_ns;
+    char dir[DR_MODEL_PATH_MAX];
+};
+
+static void slot_destroy(struct model_slot *s)
 {
-    return atomic_load_explicit(&srv->rec, memory_order_acquire);
+    dr_recommender_destroy(s->rec);
+    dr_bundle_destroy(s->bundle);
+    free(s);
+}
+
+/* The served model with a reference taken, or NULL without one.  The lock makes reading the
+ * pointer and counting the reference one step that a swap cannot come between. */
+static struct model_slot *slot_acquire(struct dr_server *srv)
+{
+    pthread_mutex_lock(&srv->slot_lock);
+    struct model_slot *s = srv->slot;
+    if (s)
+        atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&srv->slot_lock);
+    return s;
+}
+
+/* Drops a reference; the last one frees the model (on whichever thread that is). */
+static void slot_release(struct model_slot *s)
+{
+    if (s && atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) == 1)
+        slot_destroy(s);
+}
+
+static bool has_model(struct dr_server *srv)
+{
+    pthread_mutex_lock(&srv->slot_lock);
+    bool has = srv->slot != NULL;
+    pthread_mutex_unlock(&srv->slot_lock);
+    return has;
 }
 
 struct call {
@@ -380,11 +427,12 @@ static void handle_ingest(struct call *c)
     struct dr_error err = {0};
     /* With a model, the write also advances the cached states of the users it touches. */
     pthread_rwlock_rdlock(&c->srv->model_lock);
-    struct dr_recommender *rec = recommender(c->srv);
+    struct model_slot *slot = slot_acquire(c->srv);
     enum dr_status st =
-        rec ? dr_recommender_ingest(rec, events, req->n_events, &accepted, &duplicates, &err)
-            : dr_history_write(c->srv->history, events, req->n_events, &accepted, &duplicates, NULL,
-                               &err);
+        slot ? dr_recommender_ingest(slot->rec, events, req->n_events, &accepted, &duplicates, &err)
+             : dr_history_write(c->srv->history, events, req->n_events, &accepted, &duplicates,
+                                NULL, &err);
+    slot_release(slot);
     pthread_rwlock_unlock(&c->srv->model_lock);
     free(events);
     if (st != DR_OK) {
@@ -426,8 +474,8 @@ static void handle_get_model(struct call *c)
     Driftrec__V1__ModelInfo *ptrs[2];
     const char *isa = dr_isa_name(dr_kernels_get()->isa);
     size_t n = 0;
-    struct dr_recommender *rec = recommender(srv);
-    const struct dr_bundle *b = rec ? dr_recommender_bundle(rec) : NULL;
+    struct model_slot *slot = slot_acquire(srv); /* the strings below point into its bundle */
+    const struct dr_bundle *b = slot ? slot->bundle : NULL;
     if (b && (!has_filter || bytes_equal(&req->model, dr_bundle_name(b)))) {
         Driftrec__V1__ModelInfo *info = &infos[n];
         driftrec__v1__model_info__init(info);
@@ -461,11 +509,12 @@ static void handle_get_model(struct call *c)
         snprintf(msg, sizeof msg, "model \"%.*s\" is not loaded on this instance",
                  (int)req->model.len, (const char *)req->model.data);
         reply(c, GRPC_STATUS_NOT_FOUND, msg, NULL);
-        return;
+    } else {
+        resp.n_models = n;
+        resp.models = n ? ptrs : NULL;
+        reply(c, GRPC_STATUS_OK, NULL, &resp.base); /* packs before returning */
     }
-    resp.n_models = n;
-    resp.models = n ? ptrs : NULL;
-    reply(c, GRPC_STATUS_OK, NULL, &resp.base);
+    slot_release(slot);
 }
 
 /* decode, queue and compute so far, and the total, from the call's clock readings. */
@@ -516,7 +565,7 @@ static void handle_recommend(struct call *c, struct dr_recommender *rec)
         fill_timings(c, resp.timings);
         /* Before the reply: the response points into the request, which goes with the call. */
         struct dr_impression_log *impressions =
-            atomic_load_explicit(&srv->impressions, memory_order_acquire); /* as recommender() */
+            atomic_load_explicit(&srv->impressions, memory_order_acquire);
         if (impressions)
             dr_impression_log_append(impressions, &req->user_id, &resp, (int64_t)time(NULL));
         reply(c, code, NULL, &resp.base); /* packs before returning: the scratch may go */
@@ -659,13 +708,16 @@ static void run_job(void *arg, uint64_t queued_ns)
         break;
     case M_RECOMMEND:
     case M_RANK: {
-        struct dr_recommender *rec = recommender(c->srv);
-        if (!rec)
+        /* Taken here, in the worker, and held to the reply: a reload meanwhile frees this
+         * model only after the call is done with it. */
+        struct model_slot *slot = slot_acquire(c->srv);
+        if (!slot)
             handle_needs_model(c);
         else if (c->method == M_RECOMMEND)
-            handle_recommend(c, rec);
+            handle_recommend(c, slot->rec);
         else
-            handle_rank(c, rec);
+            handle_rank(c, slot->rec);
+        slot_release(slot);
         break;
     }
     default:
@@ -696,9 +748,9 @@ static void handle_health(struct call *c)
                           ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
                           : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
     } else if (strcmp(service, SERVICE_NAME) == 0) {
-        /* Ready once the recommendation model is loaded and warm (dr_server_set_model
+        /* Ready once the recommendation model is loaded and warm (dr_server_load_model
          * publishes it after the warm-up queries), and not draining. */
-        resp.status = recommender(c->srv) && !draining
+        resp.status = has_model(c->srv) && !draining
                           ? GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
                           : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
     } else {
@@ -902,15 +954,18 @@ static enum dr_status load_log_key(const struct dr_server_opts *opts, struct dr_
     return st;
 }
 
-/* The metrics' readers of the model's parts: nothing to show before dr_server_set_model. */
+/* The metrics' readers of the model's parts: nothing to show before the first model.  The
+ * cache belongs to the model: a new model starts with an empty cache and zero counters. */
 static bool cache_stats(void *ctx, struct dr_state_cache_stats *out)
 {
     struct dr_server *srv = ctx;
-    struct dr_recommender *rec = recommender(srv);
-    if (!rec || srv->opts.state_cache_users == 0) /* without a cache, no cache metrics */
+    if (srv->opts.state_cache_users == 0) /* without a cache, no cache metrics */
         return false;
-    dr_recommender_cache_stats(rec, out);
-    return true;
+    struct model_slot *slot = slot_acquire(srv);
+    if (slot)
+        dr_recommender_cache_stats(slot->rec, out);
+    slot_release(slot);
+    return slot != NULL;
 }
 
 static bool impression_stats(void *ctx, struct dr_impression_log_stats *out)
@@ -935,6 +990,8 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
     pthread_rwlockattr_setkind_np(&lock_attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&srv->model_lock, &lock_attr);
     pthread_rwlockattr_destroy(&lock_attr);
+    pthread_mutex_init(&srv->slot_lock, NULL);
+    pthread_mutex_init(&srv->load_lock, NULL);
     snprintf(srv->variant, sizeof srv->variant, "%s", opts->variant ? opts->variant : "");
     enum dr_status st = DR_OK;
     if (mkdir_p(opts->history_path) != 0) {
@@ -1029,37 +1086,105 @@ fail:
     dr_workpool_destroy(srv->pool);
     dr_history_close(srv->history);
     pthread_rwlock_destroy(&srv->model_lock);
+    pthread_mutex_destroy(&srv->slot_lock);
+    pthread_mutex_destroy(&srv->load_lock);
     free(srv);
     return st;
 }
 
-enum dr_status dr_server_set_model(struct dr_server *srv, const struct dr_bundle *bundle,
-                                   struct dr_error *err)
+/* Builds a model beside the served one (load, checks, warm-up) and swaps it in. */
+static enum dr_status load_and_publish(struct dr_server *srv, const char *dir, struct dr_error *err)
 {
-    DR_ASSERT(recommender(srv) == NULL);
-    struct dr_recommender *rec = NULL;
-    struct dr_impression_log *impressions = NULL;
+    struct model_slot *slot = calloc(1, sizeof *slot);
+    if (!slot)
+        return dr_error_set(err, DR_ERR_NOMEM, "model: out of memory");
+    if (strlen(dir) >= sizeof slot->dir) {
+        free(slot);
+        return dr_error_set(err, DR_ERR_INVALID_ARG, "model directory: path too long");
+    }
+    strcpy(slot->dir, dir);
+    enum dr_status st = dr_bundle_load(dir, NULL, &slot->bundle, err);
     struct dr_recommender_opts ropts = {
         .cache_users = srv->opts.state_cache_users,
         .n_warmup = srv->opts.warmup_queries,
         .query_weight = srv->opts.query_weight,
     };
-    enum dr_status st =
-        dr_recommender_create(bundle, srv->history, srv->metrics, &ropts, &rec, err);
-    if (st == DR_OK && srv->opts.impression_queue > 0)
+    if (st == DR_OK)
+        st = dr_recommender_create(slot->bundle, srv->history, srv->metrics, &ropts, &slot->rec,
+                                   err);
+    struct dr_impression_log *impressions = NULL;
+    if (st == DR_OK && srv->opts.impression_queue > 0 &&
+        !atomic_load_explicit(&srv->impressions, memory_order_acquire))
         st = dr_impression_log_create(srv->history, srv->opts.impression_queue, &impressions, err);
     if (st != DR_OK) {
-        dr_recommender_destroy(rec);
+        slot_destroy(slot);
         return st;
     }
-    pthread_rwlock_wrlock(&srv->model_lock); /* no Ingest is writing past the cache now */
-    /* Release: whoever loads either pointer sees it, and what it points to, fully built. */
-    atomic_store_explicit(&srv->impressions, impressions, memory_order_release);
-    atomic_store_explicit(&srv->rec, rec, memory_order_release);
+    atomic_init(&slot->refs, 1); /* the published reference */
+    slot->loaded_at_ns = dr_now_ns();
+    pthread_rwlock_wrlock(&srv->model_lock); /* no Ingest is writing past a cache now */
+    if (impressions)                         /* release: its readers see it fully built */
+        atomic_store_explicit(&srv->impressions, impressions, memory_order_release);
+    pthread_mutex_lock(&srv->slot_lock);
+    struct model_slot *old = srv->slot;
+    srv->slot = slot;
+    pthread_mutex_unlock(&srv->slot_lock);
     pthread_rwlock_unlock(&srv->model_lock);
-    /* The bundle is the default model: the info gauge names it. */
-    dr_metrics_set_model(srv->metrics, dr_bundle_name(bundle), dr_bundle_version(bundle));
+    dr_metrics_set_model(srv->metrics, dr_bundle_name(slot->bundle),
+                         dr_bundle_version(slot->bundle));
+    slot_release(old); /* freed here, or by the last call still using it */
     return DR_OK;
+}
+
+enum dr_status dr_server_load_model(struct dr_server *srv, const char *dir, struct dr_error *err)
+{
+    pthread_mutex_lock(&srv->load_lock);
+    uint64_t start_ns = dr_now_ns();
+    char previous[160] = "";
+    struct model_slot *cur = slot_acquire(srv);
+    if (cur)
+        snprintf(previous, sizeof previous, "%s", dr_bundle_version(cur->bundle));
+    slot_release(cur);
+    struct dr_error local = {0};
+    enum dr_status st = load_and_publish(srv, dir, err ? err : &local);
+    const char *detail = err ? err->msg : local.msg;
+    dr_metrics_count_model_load(srv->metrics, st == DR_OK);
+    struct dr_log_line line;
+    if (st == DR_OK) {
+        struct model_slot *now = slot_acquire(srv);
+        dr_log_begin(&line, DR_LOG_INFO, previous[0] ? "model replaced" : "model loaded");
+        dr_log_str(&line, "dir", dir);
+        dr_log_str(&line, "model", dr_bundle_name(now->bundle));
+        dr_log_str(&line, "version", dr_bundle_version(now->bundle));
+        if (previous[0])
+            dr_log_str(&line, "previous_version", previous);
+        dr_log_int(&line, "items", (long long)dr_bundle_n_items(now->bundle));
+        dr_log_int(&line, "dim", (long long)dr_bundle_item_dim(now->bundle));
+        dr_log_double(&line, "ms", (double)(dr_now_ns() - start_ns) / 1e6);
+        dr_log_end(&line);
+        slot_release(now);
+    } else {
+        dr_log_begin(&line, DR_LOG_ERROR,
+                     previous[0] ? "model load failed: the served model stays"
+                                 : "cannot load the model bundle");
+        dr_log_str(&line, "dir", dir);
+        dr_log_str(&line, "detail", detail);
+        if (previous[0])
+            dr_log_str(&line, "serving_version", previous);
+        dr_log_end(&line);
+    }
+    pthread_mutex_unlock(&srv->load_lock);
+    return st;
+}
+
+bool dr_server_model_dir(struct dr_server *srv, char *dir, size_t size)
+{
+    struct model_slot *slot = slot_acquire(srv);
+    bool ok = slot && strlen(slot->dir) < size;
+    if (ok)
+        strcpy(dir, slot->dir);
+    slot_release(slot);
+    return ok;
 }
 
 void dr_server_shutdown(struct dr_server *srv)
@@ -1097,11 +1222,13 @@ void dr_server_shutdown(struct dr_server *srv)
     /* No handler runs any more (the work pool is gone): the writer commits every impression
      * queued, then stops. */
     dr_impression_log_destroy(atomic_load_explicit(&srv->impressions, memory_order_acquire));
-    dr_recommender_destroy(recommender(srv));
+    slot_release(srv->slot); /* the published reference: no call holds another now */
     dr_tokenizer_destroy(srv->tokenizer);
     dr_bert_destroy(srv->bert);
     dr_history_close(srv->history);
     pthread_rwlock_destroy(&srv->model_lock);
+    pthread_mutex_destroy(&srv->slot_lock);
+    pthread_mutex_destroy(&srv->load_lock);
     free(srv->pollers);
     free(srv);
 }

@@ -24,7 +24,7 @@ struct dr_server_opts {
     /* BERT model directory for Embed; NULL or "" = none.  Embed's only: Recommend's query text
      * uses the bundle's own text encoder, the one its text projection was trained on. */
     const char *text_model;
-    /* A recommendation model will follow (dr_server_set_model): until then Recommend and Rank
+    /* A recommendation model will follow (dr_server_load_model): until then Recommend and Rank
      * answer UNAVAILABLE (retry), not FAILED_PRECONDITION (no model on this instance). */
     bool is_model_expected;
     size_t state_cache_users; /* users whose interest state is cached; 0 = no cache */
@@ -52,13 +52,16 @@ struct dr_server;
 enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_server **out,
                                struct dr_error *err);
 
-/* Serves bundle for Recommend and Rank from now on: builds the recommender and runs its
- * warm-up, starts the impression log, then publishes them at once; from then on health says
- * SERVING for driftrec.v1.Recommender.  Once per server, from one thread (main, while the
- * server already serves health and Ingest).  bundle: borrowed, kept by the caller until
- * dr_server_shutdown has returned.  On failure nothing changes. */
-enum dr_status dr_server_set_model(struct dr_server *srv, const struct dr_bundle *bundle,
-                                   struct dr_error *err);
+/* Loads the bundle in dir (docs/bundle.md) and serves it for Recommend and Rank: the bundle
+ * is checked, its recommender built and warmed up beside the model being served (calls keep
+ * flowing), then published with one pointer swap; the model it replaces is freed when the
+ * last call using it ends, and its user-state cache goes with it.  From the first model on,
+ * health says SERVING for driftrec.v1.Recommender.  Loads run one at a time; any thread.
+ * On failure the served model (if any) stays, the failure is logged with the reason and
+ * counted (driftrec_model_loads_total{result="failed"}), and err says why. */
+enum dr_status dr_server_load_model(struct dr_server *srv, const char *dir, struct dr_error *err);
+/* The directory the served model was loaded from; false without a model. */
+bool dr_server_model_dir(struct dr_server *srv, char *dir, size_t size);
 /* The port /metrics is served on (0 if off). */
 int dr_server_metrics_port(const struct dr_server *srv);
 

@@ -1536,6 +1536,201 @@ class KillDuringIngest(unittest.TestCase):
             self.assertEqual(missing, set(), f"{len(missing)} acknowledged events lost")
 
 
+def metric_value(text, name, labels):
+    found = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.M)
+    return float(found.group(1)) if found else None
+
+
+class HotReload(unittest.TestCase):
+    """A model registry (--model-root ROOT --model-name NAME: ROOT/NAME/VERSION/ bundles):
+    new versions swapped in under load without a failed call, SIGHUP and polling as
+    triggers, and a corrupt version refused while the served one stays."""
+
+    NAME = "e2e-shop"
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.bundle = Bundle(cls.dir.name)
+        cls.model_dir = os.path.join(cls.dir.name, "registry", cls.NAME)
+        os.makedirs(cls.model_dir)
+        cls.add_version("1")
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.dir.cleanup()
+
+    @classmethod
+    def add_version(cls, version, corrupt=False):
+        """A copy of the bundle as ROOT/NAME/version (files hard-linked, the manifest its own,
+        naming the version), copied in under a dot name and renamed, as operators should."""
+        tmp = os.path.join(cls.model_dir, ".tmp-" + version)
+        shutil.copytree(cls.bundle.path, tmp, copy_function=os.link)
+        manifest = dict(cls.bundle.manifest, version=version)
+        os.unlink(os.path.join(tmp, "manifest.json"))
+        with open(os.path.join(tmp, "manifest.json"), "w") as f:
+            json.dump(manifest, f)
+        if corrupt:  # a vectors file whose bytes no longer match the manifest's sha256
+            path = os.path.join(tmp, "items", "vectors.f32")
+            with open(path, "rb") as f:
+                data = bytearray(f.read())
+            os.unlink(path)
+            data[100] ^= 0xFF
+            with open(path, "wb") as f:
+                f.write(data)
+        os.rename(tmp, os.path.join(cls.model_dir, version))
+
+    def start(self, history_dir, *extra):
+        srv = Server(history_dir, "--model-root", os.path.dirname(self.model_dir),
+                     "--model-name", self.NAME, *extra)
+        deadline = time.monotonic() + 30
+        while (srv.health("driftrec.v1.Recommender") != health_pb2.HealthCheckResponse.SERVING
+               and time.monotonic() < deadline):
+            time.sleep(0.01)
+        return srv
+
+    def served_version(self, srv):
+        r = srv.call("/driftrec.v1.Recommender/GetModel", pb.GetModelRequest(),
+                     pb.GetModelResponse)
+        return r.models[0].version
+
+    def loads(self, srv, result):
+        return metric_value(srv.metrics(), "driftrec_model_loads_total", f'{{result="{result}"}}')
+
+    def wait_loads(self, srv, result, n, timeout=30):
+        deadline = time.monotonic() + timeout
+        while self.loads(srv, result) < n:
+            self.assertLess(time.monotonic(), deadline, srv.stderr()[-3000:])
+            time.sleep(0.005)
+
+    def test_50_reloads_under_load_fail_no_call(self):
+        with tempfile.TemporaryDirectory() as d:
+            srv = self.start(d + "/history", "--model-poll-ms", "0", "--workers", "2")
+            calls, failures, stop = [0], [], threading.Event()
+
+            def client(worker):
+                # Recommend, Rank and Ingest in turn, each with a deadline, every failure kept.
+                rng = self.bundle.np.random.default_rng(worker)
+                n = 0
+                while not stop.is_set():
+                    user = f"hot-{worker}-{n % 7}"
+                    try:
+                        if n % 3 == 0:
+                            srv.ingest([event(user=user, item=self.bundle.ids[int(rng.integers(
+                                0, N_ITEMS))], ts=T0 + n, event_id=f"hot-{worker}-{n}")])
+                        elif n % 3 == 1:
+                            r = srv.call("/driftrec.v1.Recommender/Recommend",
+                                         pb.RecommendRequest(user_id=user, k=5),
+                                         pb.RecommendResponse)
+                            if len(r.items) != 5:
+                                failures.append(f"{len(r.items)} items")
+                        else:
+                            srv.call("/driftrec.v1.Recommender/Rank",
+                                     pb.RankRequest(user_id=user,
+                                                    candidate_item_ids=self.bundle.ids[:20]),
+                                     pb.RankResponse)
+                    except grpc.RpcError as e:
+                        failures.append(f"{e.code()}: {e.details()}")
+                    n += 1
+                    calls[0] += 1
+
+            threads = [threading.Thread(target=client, args=(w,)) for w in range(4)]
+            try:
+                for t in threads:
+                    t.start()
+                time.sleep(0.5)
+                ok0 = self.loads(srv, "ok")
+                started = time.monotonic()
+                for i in range(50):
+                    v = str(100 + i)
+                    self.add_version(v)
+                    srv.proc.send_signal(signal.SIGHUP)
+                    self.wait_loads(srv, "ok", ok0 + i + 1)
+                    self.assertEqual(self.served_version(srv), v)
+                elapsed = time.monotonic() - started
+                time.sleep(0.3)
+                stop.set()
+                for t in threads:
+                    t.join(timeout=30)
+                self.assertLessEqual(elapsed, 60.0, "50 reloads took too long")
+                self.assertGreater(calls[0], 200, "too few calls to mean much")
+                self.assertEqual(failures, [], "calls failed while models were swapped")
+                self.assertEqual(self.loads(srv, "failed"), 0)
+                # The state cache went with each old model: a user's answer equals a replay.
+                user = "hot-check"
+                events = random_events(self.bundle.np.random.default_rng(3), user, 8,
+                                       items=self.bundle.ids[:8])
+                srv.ingest(events)
+                r = srv.call("/driftrec.v1.Recommender/Rank",
+                             pb.RankRequest(user_id=user, candidate_item_ids=self.bundle.ids[:50]),
+                             pb.RankResponse)
+                want = self.bundle.exact_scores(self.bundle.user_vector(store_order(events)))
+                self.assertEqual(len(r.items), 50)
+                for it in r.items:
+                    w = want[self.bundle.row[it.item_id]]
+                    self.assertAlmostEqual(it.score, w, delta=0.02 * (1 + abs(w)))
+            finally:
+                stop.set()
+                self.assertEqual(srv.stop(), 0, srv.stderr()[-3000:])
+            self.assertEqual(srv.stderr().count('"msg":"model replaced"'), 50)
+            print(f"\n50 reloads under load in {elapsed:.1f} s, {calls[0]} calls, none failed",
+                  file=sys.stderr)
+
+    def test_a_corrupt_version_is_refused_and_the_served_one_stays(self):
+        with tempfile.TemporaryDirectory() as d:
+            srv = self.start(d + "/history", "--model-poll-ms", "100")
+            try:
+                before = self.served_version(srv)
+                bad = "99999"
+                self.add_version(bad, corrupt=True)
+                self.wait_loads(srv, "failed", 1)
+                time.sleep(0.5)  # several polls: a failed version is not retried each time
+                self.assertEqual(self.loads(srv, "failed"), 1)
+                self.assertEqual(self.served_version(srv), before)
+                self.assertEqual(srv.health("driftrec.v1.Recommender"),
+                                 health_pb2.HealthCheckResponse.SERVING)
+                r = srv.call("/driftrec.v1.Recommender/Recommend",
+                             pb.RecommendRequest(user_id="x", k=3), pb.RecommendResponse)
+                self.assertEqual(len(r.items), 3)
+                log = srv.stderr()
+                self.assertIn("model load failed: the served model stays", log)
+                self.assertIn("vectors.f32", log[log.index("model load failed"):])
+                # SIGHUP retries it (an operator's explicit ask), and it fails again.
+                srv.proc.send_signal(signal.SIGHUP)
+                self.wait_loads(srv, "failed", 2)
+                # The fixed version, under the next number, is picked up by the poll.
+                shutil.rmtree(os.path.join(self.model_dir, bad))
+                self.add_version("100000")
+                deadline = time.monotonic() + 20
+                while self.served_version(srv) != "100000":
+                    self.assertLess(time.monotonic(), deadline, srv.stderr()[-3000:])
+                    time.sleep(0.02)
+            finally:
+                self.assertEqual(srv.stop(), 0, srv.stderr()[-3000:])
+
+    def test_bad_model_source_options(self):
+        root = os.path.dirname(self.model_dir)
+        with tempfile.TemporaryDirectory() as d:
+            empty = os.path.join(d, "empty")
+            os.makedirs(os.path.join(empty, self.NAME, ".tmp-1"))
+            cases = [
+                (["--model", self.bundle.path, "--model-root", root, "--model-name", self.NAME],
+                 "exclusive"),
+                (["--model-root", root], "--model-root needs --model-name"),
+                (["--model-name", self.NAME], "--model-name needs --model-root"),
+                (["--model-root", root, "--model-name", "../x"], "without '/'"),
+                (["--model-root", empty, "--model-name", self.NAME],
+                 "no version directory with a manifest.json"),
+                (["--model-root", root, "--model-name", "nope"], "model registry"),
+            ]
+            for args, message in cases:
+                r = subprocess.run([SERVER_BIN, "--listen", f"127.0.0.1:{free_port()}",
+                                    "--history", d + "/h", "--metrics", "off", *args],
+                                   capture_output=True, text=True, timeout=60)
+                self.assertEqual(r.returncode, 2, (args, r.stderr))
+                self.assertIn(message, r.stderr, args)
+
+
 class EmbedWithTextModel(unittest.TestCase):
     """Embed served from a BERT-mini model that the golden generator writes (seeded)."""
 
