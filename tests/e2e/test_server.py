@@ -1754,6 +1754,75 @@ class EmbedWithTextModel(unittest.TestCase):
         return self.srv.call("/driftrec.v1.Recommender/Embed", pb.EmbedRequest(texts=texts),
                              pb.EmbedResponse, timeout=30)
 
+    def test_overload_and_deadlines_on_a_lowered_capacity(self):
+        # One worker and two queue slots: capacity 3 calls at a time.  A large Embed takes
+        # long enough on BERT-mini to hold the worker while the test crowds in behind it.
+        srv = Server(self.dir.name + "/history-overload", "--text-model", self.model,
+                     "--workers", "1", "--queue", "2")
+        try:
+            def embed(texts, timeout):
+                return srv.call("/driftrec.v1.Recommender/Embed", pb.EmbedRequest(texts=texts),
+                                pb.EmbedResponse, timeout=timeout)
+            big = ["walking boots with a waterproof lining " * 14] * 16
+            started = time.monotonic()
+            embed(big, 60)
+            t_big = time.monotonic() - started
+            while t_big < 0.15 and len(big) < 1024:  # at least 150 ms of work per call
+                big = big * 2
+                started = time.monotonic()
+                embed(big, 60)
+                t_big = time.monotonic() - started
+
+            def drops():
+                return metric(srv.metrics(), "driftrec_deadline_dropped_total")
+
+            # A deadline that expires while the call waits in the queue: the server drops it
+            # before compute (counted) and the client sees DEADLINE_EXCEEDED.
+            before = drops()
+            hold = threading.Thread(target=embed, args=(big, 60))
+            hold.start()
+            time.sleep(t_big / 5)  # the worker is busy with it now
+            with self.assertRaises(grpc.RpcError) as cm:
+                embed(["short"], timeout=t_big / 5)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+            hold.join(timeout=60)
+            deadline = time.monotonic() + 10
+            while drops() < before + 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.assertEqual(drops(), before + 1, "the expired call was not dropped before compute")
+
+            # Three times the capacity at once: the excess gets RESOURCE_EXHAUSTED at once,
+            # every accepted call completes within its deadline.
+            results, lock = [], threading.Lock()
+
+            def one():
+                t0 = time.monotonic()
+                try:
+                    embed(big, timeout=30 * t_big + 10)
+                    code = "OK"
+                except grpc.RpcError as e:
+                    code = e.code().name
+                with lock:
+                    results.append((code, time.monotonic() - t0))
+            barrier_threads = [threading.Thread(target=one) for _ in range(9)]
+            for t in barrier_threads:
+                t.start()
+            for t in barrier_threads:
+                t.join(timeout=120)
+            codes = [c for c, _ in results]
+            self.assertEqual(len(codes), 9)
+            self.assertEqual(set(codes) - {"OK", "RESOURCE_EXHAUSTED"}, set(), codes)
+            self.assertGreaterEqual(codes.count("RESOURCE_EXHAUSTED"), 3, codes)
+            self.assertGreaterEqual(codes.count("OK"), 3, codes)
+            # Refusals are immediate: well under one call's compute time.
+            refused = [t for c, t in results if c == "RESOURCE_EXHAUSTED"]
+            self.assertLess(max(refused), t_big, results)
+            text = srv.metrics()
+            self.assertIn('driftrec_requests_total{method="Embed",code="RESOURCE_EXHAUSTED",'
+                          f'variant="A"}} {codes.count("RESOURCE_EXHAUSTED")}\n', text)
+        finally:
+            self.assertEqual(srv.stop(), 0, srv.stderr()[-3000:])
+
     def test_embed_equals_the_encoder_tool(self):
         texts = ["hiking boots for wet trails", "\u4e2d\u6587 and caf\u00e9", "", "x " * 400]
         resp = self.embed(texts)
