@@ -38,6 +38,12 @@ static void usage(FILE *out)
             "  --pollers N          completion-queue threads (default 2)\n"
             "  --queue N            work queue slots; a full queue answers RESOURCE_EXHAUSTED "
             "(default 1024)\n"
+            "  --admit-by-deadline on|off\n"
+            "                       refuse at once (RESOURCE_EXHAUSTED) a call that the queue\n"
+            "                       ahead of it (its length x the mean compute time / workers)\n"
+            "                       would make miss its deadline (default on); a call whose\n"
+            "                       deadline passes in the queue anyway is dropped before\n"
+            "                       compute (DEADLINE_EXCEEDED, driftrec_deadline_dropped_total)\n"
             "  --max-message-mb N   largest request accepted (default 4)\n"
             "  --variant NAME       A/B arm reported in the x-variant reply header (env "
             "DR_VARIANT)\n"
@@ -156,7 +162,13 @@ static bool apply_option(struct options *o, const char *name, const char *v, con
         opts->n_pollers = (int)parse_count(label, v, 64);
     else if (strcmp(name, "queue") == 0)
         opts->queue_capacity = (size_t)parse_count(label, v, 1L << 20);
-    else if (strcmp(name, "max-message-mb") == 0)
+    else if (strcmp(name, "admit-by-deadline") == 0) {
+        if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+            fprintf(stderr, "driftrec-server: %s %s: expected on or off\n", label, v);
+            exit(2);
+        }
+        opts->admit_by_deadline = strcmp(v, "on") == 0;
+    } else if (strcmp(name, "max-message-mb") == 0)
         opts->max_message_bytes = (int)parse_count(label, v, 1024) << 20;
     else if (strcmp(name, "variant") == 0)
         opts->variant = v;

@@ -59,8 +59,10 @@ struct dr_metrics {
     pthread_mutex_t model_lock;
     char model_name[129], model_version[129];
     atomic_uint_fast64_t requests[DR_METRIC_METHOD_COUNT][DR_METRIC_STATUS_COUNT];
-    atomic_uint_fast64_t deadline_drops;
-    atomic_uint_fast64_t model_loads[2]; /* [0] failed, [1] ok */
+    atomic_uint_fast64_t deadline_drops;              /* in the work queue */
+    atomic_uint_fast64_t deadline_expired_on_arrival; /* before it was queued */
+    atomic_uint_fast64_t model_loads[2];              /* [0] failed, [1] ok */
+    atomic_uint_fast64_t refusals[DR_REFUSED_COUNT];
     atomic_uint_fast64_t skipped[DR_SKIP_COUNT];
     bool (*cache_fn)(void *, struct dr_state_cache_stats *);
     void *cache_ctx;
@@ -118,10 +120,17 @@ void dr_metrics_observe_ns(struct dr_metrics *m, enum dr_metric_hist hist,
     atomic_fetch_add_explicit(&h->sum_ns, ns, memory_order_relaxed);
 }
 
-void dr_metrics_count_deadline_drop(struct dr_metrics *m)
+void dr_metrics_count_deadline_drop(struct dr_metrics *m, bool on_arrival)
 {
     if (m)
-        atomic_fetch_add_explicit(&m->deadline_drops, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(on_arrival ? &m->deadline_expired_on_arrival : &m->deadline_drops,
+                                  1, memory_order_relaxed);
+}
+
+void dr_metrics_count_refusal(struct dr_metrics *m, enum dr_metric_refusal reason)
+{
+    if (m)
+        atomic_fetch_add_explicit(&m->refusals[reason], 1, memory_order_relaxed);
 }
 
 void dr_metrics_count_model_load(struct dr_metrics *m, bool ok)
@@ -223,8 +232,21 @@ char *dr_metrics_render(struct dr_metrics *m)
     put(&t,
         "# HELP driftrec_deadline_dropped_total Requests dropped before compute because "
         "their deadline had passed.\n# TYPE driftrec_deadline_dropped_total counter\n"
-        "driftrec_deadline_dropped_total %llu\n",
-        (unsigned long long)load(&m->deadline_drops));
+        "driftrec_deadline_dropped_total %llu\n"
+        "# HELP driftrec_deadline_expired_on_arrival_total Requests whose deadline had passed "
+        "when they arrived (dropped, never queued).\n"
+        "# TYPE driftrec_deadline_expired_on_arrival_total counter\n"
+        "driftrec_deadline_expired_on_arrival_total %llu\n",
+        (unsigned long long)load(&m->deadline_drops),
+        (unsigned long long)load(&m->deadline_expired_on_arrival));
+    put(&t,
+        "# HELP driftrec_refused_total Calls refused with RESOURCE_EXHAUSTED before they were "
+        "queued: the queue was full, or its expected wait exceeded the call's deadline.\n"
+        "# TYPE driftrec_refused_total counter\n"
+        "driftrec_refused_total{reason=\"queue_full\"} %llu\n"
+        "driftrec_refused_total{reason=\"expected_wait\"} %llu\n",
+        (unsigned long long)load(&m->refusals[DR_REFUSED_QUEUE_FULL]),
+        (unsigned long long)load(&m->refusals[DR_REFUSED_EXPECTED_WAIT]));
     put(&t,
         "# HELP driftrec_model_loads_total Recommendation model loads (start and reloads), by "
         "result; a failed one leaves the served model in place.\n"

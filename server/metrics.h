@@ -52,7 +52,13 @@ void dr_metrics_destroy(struct dr_metrics *m); /* stops the HTTP server too; NUL
 void dr_metrics_count_request(struct dr_metrics *m, enum dr_metric_method method, int status);
 void dr_metrics_observe_ns(struct dr_metrics *m, enum dr_metric_hist hist,
                            enum dr_metric_method method, uint64_t ns);
-void dr_metrics_count_deadline_drop(struct dr_metrics *m);
+/* A call dropped before compute because its deadline had passed: on_arrival when it had
+ * already passed as the call arrived (the client, or the way here, took it all), else in the
+ * work queue. */
+void dr_metrics_count_deadline_drop(struct dr_metrics *m, bool on_arrival);
+/* Why a call was refused with RESOURCE_EXHAUSTED before it was queued. */
+enum dr_metric_refusal { DR_REFUSED_QUEUE_FULL, DR_REFUSED_EXPECTED_WAIT, DR_REFUSED_COUNT };
+void dr_metrics_count_refusal(struct dr_metrics *m, enum dr_metric_refusal reason);
 /* A recommendation model load (at start or a reload) that succeeded or failed. */
 void dr_metrics_count_model_load(struct dr_metrics *m, bool ok);
 /* A gauge read at scrape time (e.g. the work queue's depth). */

@@ -29,8 +29,8 @@ enum dr_status dr_model_source_check(const struct dr_model_source *src, struct d
                             "--model-root needs --model-name (the model's directory in the root)");
     if (is_set(src->name) && !is_set(src->root))
         return dr_error_set(err, DR_ERR_INVALID_ARG, "--model-name needs --model-root");
-    if (is_set(src->name) && (strchr(src->name, '/') || strcmp(src->name, ".") == 0 ||
-                              strcmp(src->name, "..") == 0))
+    if (is_set(src->name) &&
+        (strchr(src->name, '/') || strcmp(src->name, ".") == 0 || strcmp(src->name, "..") == 0))
         return dr_error_set(err, DR_ERR_INVALID_ARG,
                             "--model-name \"%s\": a directory name, without '/'", src->name);
     return DR_OK;

@@ -17,6 +17,9 @@ struct dr_server_opts {
     int n_pollers;            /* completion-queue threads (I/O and decoding only) */
     int n_workers;            /* handler threads */
     size_t queue_capacity;    /* work queue slots; full = RESOURCE_EXHAUSTED */
+    /* Refuse (RESOURCE_EXHAUSTED) a call the queue's expected wait would make miss its
+     * deadline, instead of queueing it (server.c, admit). */
+    bool admit_by_deadline;
     int max_message_bytes;    /* larger requests get RESOURCE_EXHAUSTED from gRPC */
     const char *variant;      /* A/B arm reported in replies ("" = none) */
     int drain_grace_ms;       /* in-flight calls get this long at shutdown */

@@ -1791,6 +1791,23 @@ class EmbedWithTextModel(unittest.TestCase):
                 time.sleep(0.01)
             self.assertEqual(drops(), before + 1, "the expired call was not dropped before compute")
 
+            # Admission by deadline: with two long calls queued behind a third, a call whose
+            # deadline is shorter than the expected wait is refused at once, not queued.
+            holders = [threading.Thread(target=embed, args=(big, 60)) for _ in range(3)]
+            for t in holders:
+                t.start()
+                time.sleep(t_big / 10)
+            started = time.monotonic()
+            with self.assertRaises(grpc.RpcError) as cm:
+                embed(["short"], timeout=t_big)
+            refused_after = time.monotonic() - started
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+            self.assertIn("expected wait", cm.exception.details())
+            self.assertLess(refused_after, t_big / 2)
+            for t in holders:
+                t.join(timeout=60)
+            self.assertIn('driftrec_refused_total{reason="expected_wait"} 1\n', srv.metrics())
+
             # Three times the capacity at once: the excess gets RESOURCE_EXHAUSTED at once,
             # every accepted call completes within its deadline.
             results, lock = [], threading.Lock()
@@ -1813,13 +1830,15 @@ class EmbedWithTextModel(unittest.TestCase):
             self.assertEqual(len(codes), 9)
             self.assertEqual(set(codes) - {"OK", "RESOURCE_EXHAUSTED"}, set(), codes)
             self.assertGreaterEqual(codes.count("RESOURCE_EXHAUSTED"), 3, codes)
-            self.assertGreaterEqual(codes.count("OK"), 3, codes)
+            self.assertGreaterEqual(codes.count("OK"), 2, codes)  # the worker + the queue
             # Refusals are immediate: well under one call's compute time.
             refused = [t for c, t in results if c == "RESOURCE_EXHAUSTED"]
             self.assertLess(max(refused), t_big, results)
             text = srv.metrics()
+            n_full = codes.count("RESOURCE_EXHAUSTED")
+            self.assertIn(f'driftrec_refused_total{{reason="queue_full"}} {n_full}\n', text)
             self.assertIn('driftrec_requests_total{method="Embed",code="RESOURCE_EXHAUSTED",'
-                          f'variant="A"}} {codes.count("RESOURCE_EXHAUSTED")}\n', text)
+                          f'variant="A"}} {n_full + 1}\n', text)  # + the expected-wait one
         finally:
             self.assertEqual(srv.stop(), 0, srv.stderr()[-3000:])
 
