@@ -7,6 +7,7 @@
 #   make bench-deps     benchmark-only dependencies (peers)
 #   make bench-models   BERT-mini and the interest model vs ONNX Runtime and PyTorch
 #   make bench-server   driftrec-server vs a Python grpcio + PyTorch peer (saturation, p99)
+#   make bench-overload the server at 3x a lowered capacity for 5 minutes (refusals, RSS)
 #   make test-asan      the unit and kernel tests under ASan + UBSan (build-asan/)
 #   make format / make check-format
 MAKEFLAGS += --no-print-directory
@@ -149,4 +150,9 @@ bench-models: build
 # --peer-int8, --mix recommend_query=1.
 bench-server: build
 	@/usr/bin/python3 bench/peers/bench_server.py --build $(BUILD_DIR) $(SERVER_BENCH_FLAGS)
-.PHONY: bench-server
+
+# driftrec-server at 3x a lowered capacity (1 worker) for 5 minutes: refusals, deadlines,
+# resident memory (about 6 minutes).
+bench-overload: build
+	@/usr/bin/python3 bench/load/overload.py --build $(BUILD_DIR) $(OVERLOAD_FLAGS)
+.PHONY: bench-server bench-overload
