@@ -99,7 +99,9 @@ static void usage(FILE *out)
             "environment:\n"
             "  DR_ISA_MAX           cap the kernel ISA (ref, avx2, avx512, avx512vnni, neon, "
             "neondot)\n"
-            "SIGINT or SIGTERM drains and stops the server.  SIGHUP reloads the model: --model's\n"
+            "SIGINT or SIGTERM drains and stops the server: exit status 0 when every call was\n"
+            "answered, 3 when the grace period ran out and calls were cancelled (the log's\n"
+            "\"calls_cut\").  SIGHUP reloads the model: --model's\n"
             "directory again, or the registry's highest version; the new model is warmed up\n"
             "beside the served one and swapped in without failing a call; a bad one is\n"
             "refused (logged, driftrec_model_loads_total{result=\"failed\"}) and the served\n"
@@ -472,8 +474,10 @@ int main(int argc, char **argv)
     dr_log_begin(&line, DR_LOG_INFO, "draining");
     dr_log_int(&line, "signal", sig);
     dr_log_end(&line);
-    dr_server_shutdown(srv);
-    dr_log(DR_LOG_INFO, "stopped");
+    long n_cut = dr_server_shutdown(srv);
+    dr_log_begin(&line, n_cut ? DR_LOG_WARN : DR_LOG_INFO, "stopped");
+    dr_log_int(&line, "calls_cut", n_cut);
+    dr_log_end(&line);
     cJSON_Delete(config);
-    return 0;
+    return n_cut ? 3 : 0; /* 3: the drain's grace period cut calls */
 }

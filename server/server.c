@@ -116,8 +116,9 @@ struct dr_server {
     /* Failed requests the server is to blame for are logged (WARN) at most 10 a second. */
     struct dr_log_rate failure_log_rate;
     atomic_uint_fast64_t compute_mean_ns; /* admission control's estimate (run_job) */
-    atomic_bool is_draining;              /* health: NOT_SERVING (from the drain's start) */
-    atomic_bool is_stopping; /* gRPC shutdown has begun: requests are no longer re-posted */
+    atomic_long n_unanswered; /* calls arrived and not yet answered (the drain reports them) */
+    atomic_bool is_draining;  /* health: NOT_SERVING (from the drain's start) */
+    atomic_bool is_stopping;  /* gRPC shutdown has begun: requests are no longer re-posted */
     char variant[DR_MAX_TAG_BYTES + 1];
 };
 
@@ -358,6 +359,7 @@ static void reply(struct call *c, grpc_status_code status, const char *msg,
     ops[n].data.recv_close_on_server.cancelled = &c->cancelled;
     n++;
     c->phase = PHASE_REPLYING;
+    atomic_fetch_sub_explicit(&c->srv->n_unanswered, 1, memory_order_relaxed);
     /* The method enums share their order; generic calls count as "unknown".  Everything is
      * recorded before the batch starts: once the client has its reply, the metrics show it. */
     if (c->compute_start_ns)
@@ -896,6 +898,7 @@ static void *poller_main(void *arg)
             continue;
         }
         c->start_ns = dr_now_ns();
+        atomic_fetch_add_explicit(&srv->n_unanswered, 1, memory_order_relaxed);
         if (!atomic_load_explicit(&srv->is_stopping, memory_order_relaxed))
             post_request(srv, c->method); /* re-arm first: the next client need not wait */
         handle_new_call(c);
@@ -1242,10 +1245,11 @@ bool dr_server_model_dir(struct dr_server *srv, char *dir, size_t size)
     return ok;
 }
 
-void dr_server_shutdown(struct dr_server *srv)
+long dr_server_shutdown(struct dr_server *srv)
 {
     if (!srv)
-        return;
+        return 0;
+    long n_cut = 0;
     atomic_store_explicit(&srv->is_draining, true, memory_order_relaxed);
     /* The drain delay: health already says NOT_SERVING, calls are still served, so load
      * balancers that probe health move traffic away before the port closes. */
@@ -1260,6 +1264,12 @@ void dr_server_shutdown(struct dr_server *srv)
                                       gpr_time_from_millis(srv->opts.drain_grace_ms, GPR_TIMESPAN));
     grpc_event ev = grpc_completion_queue_pluck(srv->shutdown_cq, &shutdown_tag, grace, NULL);
     if (ev.type == GRPC_QUEUE_TIMEOUT) {
+        n_cut = atomic_load_explicit(&srv->n_unanswered, memory_order_relaxed);
+        struct dr_log_line line;
+        dr_log_begin(&line, DR_LOG_WARN, "drain: grace period over, cancelling the calls left");
+        dr_log_int(&line, "calls_cut", n_cut);
+        dr_log_int(&line, "grace_ms", srv->opts.drain_grace_ms);
+        dr_log_end(&line);
         grpc_server_cancel_all_calls(srv->server);
         grpc_completion_queue_pluck(srv->shutdown_cq, &shutdown_tag,
                                     gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
@@ -1286,4 +1296,5 @@ void dr_server_shutdown(struct dr_server *srv)
     pthread_mutex_destroy(&srv->load_lock);
     free(srv->pollers);
     free(srv);
+    return n_cut;
 }

@@ -70,7 +70,8 @@ int dr_server_metrics_port(const struct dr_server *srv);
 
 /* Health turns NOT_SERVING (and calls are still served for drain_delay_ms), then new calls
  * are refused, in-flight calls get the grace period, queued impressions are committed, and
- * everything is released.  NULL is a no-op. */
-void dr_server_shutdown(struct dr_server *srv);
+ * everything is released.  Returns the number of calls still unanswered when the grace
+ * period ended (cancelled: the drain cut them; 0 for a clean drain).  NULL is a no-op. */
+long dr_server_shutdown(struct dr_server *srv);
 
 #endif /* DR_SERVER_H */

@@ -1842,6 +1842,37 @@ class EmbedWithTextModel(unittest.TestCase):
         finally:
             self.assertEqual(srv.stop(), 0, srv.stderr()[-3000:])
 
+    def test_a_drain_that_cuts_calls_says_so(self):
+        # Long calls in flight and a grace period shorter than they need: the server cancels
+        # them, logs how many, and exits with status 3 (0 is a clean drain).
+        srv = Server(self.dir.name + "/history-drain", "--text-model", self.model,
+                     "--workers", "1", "--drain-grace-ms", "50")
+        big = ["walking boots with a waterproof lining " * 14] * 256
+        codes = []
+
+        def one():
+            try:
+                srv.call("/driftrec.v1.Recommender/Embed", pb.EmbedRequest(texts=big),
+                         pb.EmbedResponse, timeout=60)
+                codes.append("OK")
+            except grpc.RpcError as e:
+                codes.append(e.code().name)
+        threads = [threading.Thread(target=one) for _ in range(3)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)
+        srv.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(srv.proc.wait(timeout=60), 3, srv.stderr()[-2000:])
+        for t in threads:
+            t.join(timeout=60)
+        srv.stop()
+        log = srv.stderr()
+        cut = [json.loads(x) for x in log.splitlines() if '"msg":"stopped"' in x][0]
+        self.assertGreaterEqual(cut["calls_cut"], 1, log[-2000:])
+        self.assertIn("grace period over", log)
+        self.assertNotIn("OK", codes[:cut["calls_cut"]] if len(set(codes)) > 1 else [])
+        self.assertTrue(set(codes) <= {"OK", "CANCELLED", "UNAVAILABLE"}, codes)
+
     def test_embed_equals_the_encoder_tool(self):
         texts = ["hiking boots for wet trails", "\u4e2d\u6587 and caf\u00e9", "", "x " * 400]
         resp = self.embed(texts)
