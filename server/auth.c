@@ -64,8 +64,8 @@ static char *read_pem(const char *what, const char *flag, const char *path, size
     struct stat st;
     if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > PEM_MAX_BYTES) {
         fclose(f);
-        dr_error_set(err, DR_ERR_IO, "%s %s (%s): not a regular file of at most 1 MiB", what,
-                     path, flag);
+        dr_error_set(err, DR_ERR_IO, "%s %s (%s): not a regular file of at most 1 MiB", what, path,
+                     flag);
         return NULL;
     }
     char *buf = malloc((size_t)st.st_size + 1);
@@ -222,8 +222,7 @@ enum dr_status dr_auth_load(const struct dr_auth_opts *opts, struct dr_auth **ou
         a->has_token = st == DR_OK;
     }
     if (st == DR_OK && is_set(opts->admin_token_path)) {
-        st = load_token("--admin-token-file", opts->admin_token_path, a->admin_token_digest,
-                        err);
+        st = load_token("--admin-token-file", opts->admin_token_path, a->admin_token_digest, err);
         a->has_admin_token = st == DR_OK;
     }
     /* One token for both would let every gateway run the operators' calls. */

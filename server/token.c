@@ -9,8 +9,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum dr_status dr_token_read(const char *path, char *out, size_t size, size_t *len,
-                             unsigned *mode, struct dr_error *err)
+enum dr_status dr_token_read(const char *path, char *out, size_t size, size_t *len, unsigned *mode,
+                             struct dr_error *err)
 {
     DR_ASSERT(size > DR_TOKEN_MAX_LEN);
     memset(out, 0, size);
@@ -35,8 +35,8 @@ enum dr_status dr_token_read(const char *path, char *out, size_t size, size_t *l
         end--;
     enum dr_status result = DR_OK;
     if ((size_t)n == sizeof text || end - begin > DR_TOKEN_MAX_LEN)
-        result = dr_error_set(err, DR_ERR_FORMAT, "token file %s: longer than %d characters",
-                              path, DR_TOKEN_MAX_LEN);
+        result = dr_error_set(err, DR_ERR_FORMAT, "token file %s: longer than %d characters", path,
+                              DR_TOKEN_MAX_LEN);
     else if (end == begin)
         result = dr_error_set(err, DR_ERR_FORMAT, "token file %s: empty", path);
     for (size_t i = begin; result == DR_OK && i < end; i++)

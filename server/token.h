@@ -16,7 +16,7 @@
 /* Reads the token in path into out (NUL-terminated; size > DR_TOKEN_MAX_LEN) and its length
  * into *len; *mode (may be NULL) receives the file's permission bits, for callers that warn
  * about files others may read.  On failure err names the file and out is zeroed. */
-enum dr_status dr_token_read(const char *path, char *out, size_t size, size_t *len,
-                             unsigned *mode, struct dr_error *err);
+enum dr_status dr_token_read(const char *path, char *out, size_t size, size_t *len, unsigned *mode,
+                             struct dr_error *err);
 
 #endif /* DR_TOKEN_H */
