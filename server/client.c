@@ -204,11 +204,15 @@ enum dr_status dr_client_channel_create(const char *target, const struct dr_clie
         is_tls ? tls_credentials(opts, err) : grpc_insecure_credentials_create();
     if (!creds)
         return err ? err->code : DR_ERR_INVALID_ARG;
-    grpc_arg args[2];
+    grpc_arg args[3];
     args[0] = (grpc_arg){.type = GRPC_ARG_INTEGER,
                          .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
                          .value.integer = 64 * 1024 * 1024};
-    size_t n_args = 1;
+    /* Its own connection: channels to one target share one by default (the global subchannel
+     * pool), which would make driftrec-load's --connections a single connection. */
+    args[1] = (grpc_arg){
+        .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, .value.integer = 1};
+    size_t n_args = 2;
     if (is_tls && opts->tls_server_name)
         args[n_args++] = (grpc_arg){.type = GRPC_ARG_STRING,
                                     .key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,

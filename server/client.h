@@ -56,8 +56,9 @@ enum dr_status dr_client_metadata_init(struct dr_client_metadata *m,
                                        const struct dr_client_opts *opts, struct dr_error *err);
 void dr_client_metadata_deinit(struct dr_client_metadata *m);
 
-/* A channel to target over opts' transport (NULL: plaintext), after grpc_init().  Files are
- * read now; a bad one is an error naming it.  Returns owned (grpc_channel_destroy). */
+/* A channel to target over opts' transport (NULL: plaintext), after grpc_init(), with a
+ * connection of its own (not shared with other channels to the target).  Files are read now;
+ * a bad one is an error naming it.  Returns owned (grpc_channel_destroy). */
 enum dr_status dr_client_channel_create(const char *target, const struct dr_client_opts *opts,
                                         grpc_channel **out, struct dr_error *err);
 

@@ -136,7 +136,7 @@ static uint64_t now_ns(void)
 struct opts {
     const char *addr, *method, *mix, *mode, *json, *replay, *plot;
     struct dr_client_opts transport;
-    int concurrency, max_in_flight, timeout_ms, k;
+    int concurrency, max_in_flight, timeout_ms, k, connections;
     double rate, duration_s, warmup_s, max_send_lag_ms;
     unsigned seed;
 };
@@ -153,7 +153,7 @@ struct call {
 
 struct run {
     struct opts o;
-    grpc_channel *channel;
+    grpc_channel **channels; /* o.connections of them, each its own HTTP/2 connection */
     grpc_completion_queue *cq;
     uint64_t seq;
     uint64_t start_ns, measure_from_ns, end_ns;
@@ -469,8 +469,9 @@ static bool start_call(struct run *r, uint64_t intended_ns)
     gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
                                          gpr_time_from_millis(r->o.timeout_ms, GPR_TIMESPAN));
     grpc_slice method = grpc_slice_from_static_string(path);
-    c->call = grpc_channel_create_call(r->channel, NULL, GRPC_PROPAGATE_DEFAULTS, r->cq, method,
-                                       NULL, deadline, NULL);
+    grpc_channel *channel = r->channels[seq % (uint64_t)r->o.connections]; /* round robin */
+    c->call = grpc_channel_create_call(channel, NULL, GRPC_PROPAGATE_DEFAULTS, r->cq, method, NULL,
+                                       deadline, NULL);
     grpc_slice slice = grpc_slice_from_copied_buffer((const char *)body, len);
     free(body);
     c->send = grpc_raw_byte_buffer_create(&slice, 1);
@@ -707,6 +708,7 @@ static void report(const struct run *r)
     cJSON_AddNumberToObject(o, "duration_s", secs);
     cJSON_AddNumberToObject(o, "target_rate", open_loop ? r->o.rate : 0);
     cJSON_AddNumberToObject(o, "concurrency", open_loop ? 0 : r->o.concurrency);
+    cJSON_AddNumberToObject(o, "connections", r->o.connections);
     cJSON_AddNumberToObject(o, "calls", (double)done);
     cJSON_AddNumberToObject(o, "qps", (double)done / secs);
     cJSON_AddNumberToObject(o, "over_cap", (double)r->over_cap);
@@ -800,6 +802,8 @@ static void usage(FILE *out)
             "  --k N                 Recommend's k (default 10)\n"
             "  --mode closed|open    closed loop (default) or open loop (Poisson arrivals)\n"
             "  --concurrency N       closed loop: calls kept in flight (default 8)\n"
+            "  --connections N       HTTP/2 connections to the server, calls spread over them\n"
+            "                        round robin (default 1)\n"
             "  --rate R              open loop: arrivals per second (default 100)\n"
             "  --max-in-flight N     open loop: cap; arrivals over it count as over_cap "
             "(default 256)\n"
@@ -836,6 +840,7 @@ int main(int argc, char **argv)
                           .k = 10,
                           .mode = "closed",
                           .concurrency = 8,
+                          .connections = 1,
                           .max_in_flight = 256,
                           .timeout_ms = 2000,
                           .rate = 100,
@@ -870,6 +875,8 @@ int main(int argc, char **argv)
             r.o.mode = v;
         else if (strcmp(a, "--concurrency") == 0)
             r.o.concurrency = atoi(v);
+        else if (strcmp(a, "--connections") == 0)
+            r.o.connections = atoi(v);
         else if (strcmp(a, "--rate") == 0)
             r.o.rate = atof(v);
         else if (strcmp(a, "--max-in-flight") == 0)
@@ -903,7 +910,8 @@ int main(int argc, char **argv)
     bool known_mix = dr_parse_mix(&r, r.o.mix);
     bool known_mode = strcmp(r.o.mode, "open") == 0 || strcmp(r.o.mode, "closed") == 0;
     if (!known_mix || !known_mode || r.o.concurrency < 1 || r.o.rate <= 0 ||
-        r.o.max_in_flight < 1 || r.o.duration_s <= 0 || r.o.warmup_s < 0 || r.o.timeout_ms < 1 ||
+        r.o.max_in_flight < 1 || r.o.connections < 1 || r.o.connections > 1024 ||
+        r.o.duration_s <= 0 || r.o.warmup_s < 0 || r.o.timeout_ms < 1 ||
         !(r.o.max_send_lag_ms > 0) || r.o.k < 1) {
         fprintf(stderr, "driftrec-load: bad option value (see --help)\n");
         return 2;
@@ -942,12 +950,17 @@ int main(int argc, char **argv)
     enum dr_status st = r.windows && r.window_errors
                             ? dr_client_metadata_init(&r.metadata, &r.o.transport, &err)
                             : dr_error_set(&err, DR_ERR_NOMEM, "out of memory");
-    if (st == DR_OK) {
-        st = dr_client_channel_create(r.o.addr, &r.o.transport, &r.channel, &err);
-        if (st != DR_OK)
-            dr_client_metadata_deinit(&r.metadata);
-    }
+    r.channels = calloc((size_t)r.o.connections, sizeof *r.channels);
+    if (st == DR_OK && !r.channels)
+        st = dr_error_set(&err, DR_ERR_NOMEM, "out of memory");
+    for (int i = 0; st == DR_OK && i < r.o.connections; i++)
+        st = dr_client_channel_create(r.o.addr, &r.o.transport, &r.channels[i], &err);
     if (st != DR_OK) {
+        for (int i = 0; r.channels && i < r.o.connections; i++)
+            if (r.channels[i])
+                grpc_channel_destroy(r.channels[i]);
+        free(r.channels);
+        dr_client_metadata_deinit(&r.metadata);
         fprintf(stderr, "driftrec-load: %s\n", err.msg);
         grpc_shutdown();
         free(r.windows);
@@ -966,7 +979,9 @@ int main(int argc, char **argv)
     free(r.windows);
     free(r.window_errors);
     dr_client_metadata_deinit(&r.metadata);
-    grpc_channel_destroy(r.channel);
+    for (int i = 0; i < r.o.connections; i++)
+        grpc_channel_destroy(r.channels[i]);
+    free(r.channels);
     grpc_completion_queue_shutdown(r.cq);
     while (grpc_completion_queue_next(r.cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
            GRPC_QUEUE_SHUTDOWN)

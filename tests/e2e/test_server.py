@@ -1970,12 +1970,34 @@ class TlsAndTokens(unittest.TestCase):
         self.assertEqual(sum(ok["latency_histogram"]["count"]), ok["calls"])
         self.assertEqual(sum(ok["timeline"]["calls"]), ok["calls"])
         self.assertEqual(sum(refused["timeline"]["errors"]), refused["calls"])
+        self.assertEqual(ok["connections"], 1)
+        if shutil.which("ss"):
+            self.assert_load_opens_connections(3)
         # Bad transport options are refused before any call.
         for args in (["--tls-cert", self.path("client.pem")], ["--metadata", "novalue"],
                      ["--metadata", "Upper=1"], ["--tls-ca", self.path("missing.pem")]):
             r = subprocess.run([LOAD_BIN, "--addr", f"127.0.0.1:{self.srv.port}", *args,
                                 "--duration", "1"], capture_output=True, text=True, timeout=30)
             self.assertEqual(r.returncode, 2, (args, r.stderr))
+
+    def assert_load_opens_connections(self, n):
+        """driftrec-load --connections n holds n more connections to the server while it runs."""
+        def established():
+            out = subprocess.run(["ss", "-Htn", "state", "established",
+                                  f"( dport = :{self.srv.port} )"], capture_output=True,
+                                 text=True, timeout=10).stdout
+            return len(out.splitlines())
+        before = established()
+        proc = subprocess.Popen([LOAD_BIN, "--addr", f"127.0.0.1:{self.srv.port}", "--tls-ca",
+                                 self.path("ca.pem"), "--method", "health", "--connections",
+                                 str(n), "--warmup", "0", "--duration", "2"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        most = 0
+        while proc.poll() is None:
+            most = max(most, established() - before)
+            time.sleep(0.1)
+        self.assertEqual(proc.returncode, 0)
+        self.assertEqual(most, n)
 
     @unittest.skipIf(subprocess.run(["/usr/bin/python3", "-c", "import matplotlib"],
                                     capture_output=True).returncode != 0,
