@@ -26,7 +26,8 @@ pkgs_build=(
     liblmdb-dev                        # embedded durable history store
     libhiredis-dev                     # shared history store for many replicas
     libmicrohttpd-dev                  # Prometheus /metrics endpoint
-    libssl-dev                         # libcrypto: SHA-256 of model files, HMAC-SHA256 of user ids in logs
+    libssl-dev                         # libcrypto: SHA-256 of model files, HMAC-SHA256 of user ids in logs,
+                                       # PEM checks of TLS files and token digests
     clang-format                       # make format / make check-format
 )
 pkgs_python=(
@@ -40,6 +41,7 @@ pkgs_test=(
     clang libclang-rt-14-dev           # libFuzzer targets, sanitizers
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static  # NEON under qemu-aarch64
     redis-server nginx                 # history-store replica test, A/B proxy test
+    openssl                            # test certificates for the TLS and mTLS tests
 )
 pkgs_bench=(
     libhnswlib-dev libfaiss-dev        # ANN peers

@@ -1,6 +1,6 @@
 /* cli.c: driftrec-cli, the project's command-line client for driftrec-server.
  *
- *   driftrec-cli [--addr HOST:PORT] [--timeout-ms N] COMMAND ...
+ *   driftrec-cli [--addr HOST:PORT] [--timeout-ms N] [TLS and metadata options] COMMAND ...
  *     health [SERVICE]
  *     ingest --user U --item I --type TYPE [--ts SECONDS] [--event-id E] [--dwell S]
  *            [--amount A] [--rating R] [--text T] [--request-id R] [--position P]
@@ -9,6 +9,7 @@
  *     rank --user U ITEM [ITEM ...]
  *     embed TEXT [TEXT ...]
  *     get-model
+ *     admin-status
  * Replies print as one JSON object on stdout; a gRPC error prints its status and message
  * on stderr and exits 1 (usage errors exit 2).
  */
@@ -30,17 +31,24 @@ static const char *const status_names[] = {
 
 static void usage(FILE *out)
 {
-    fprintf(out, "usage: driftrec-cli [--addr HOST:PORT] [--timeout-ms N] COMMAND ...\n"
-                 "  health [SERVICE]\n"
-                 "  ingest --user U --item I --type view|click|cart|purchase|review|impression\n"
-                 "         [--ts SECONDS] [--event-id E] [--dwell S] [--amount A] [--rating 1-5]\n"
-                 "         [--text T] [--request-id R] [--position P]\n"
-                 "  recommend --user U [--k N] [--query TEXT] [--exclude history|purchased|none]\n"
-                 "            [--category C] [--model M]\n"
-                 "  rank --user U ITEM [ITEM ...]\n"
-                 "  embed TEXT [TEXT ...]\n"
-                 "  get-model\n"
-                 "defaults: --addr 127.0.0.1:50051 (env DR_ADDR), --timeout-ms 5000\n");
+    fprintf(out,
+            "usage: driftrec-cli [options] COMMAND ...\n"
+            "commands:\n"
+            "  health [SERVICE]\n"
+            "  ingest --user U --item I --type view|click|cart|purchase|review|impression\n"
+            "         [--ts SECONDS] [--event-id E] [--dwell S] [--amount A] [--rating 1-5]\n"
+            "         [--text T] [--request-id R] [--position P]\n"
+            "  recommend --user U [--k N] [--query TEXT] [--exclude history|purchased|none]\n"
+            "            [--category C] [--model M]\n"
+            "  rank --user U ITEM [ITEM ...]\n"
+            "  embed TEXT [TEXT ...]\n"
+            "  get-model\n"
+            "  admin-status          driftrec.v1.Admin/GetStatus (needs the admin token:\n"
+            "                        --token-file ADMIN_TOKEN_FILE)\n"
+            "options:\n"
+            "  --addr HOST:PORT      the server (env DR_ADDR; default 127.0.0.1:50051)\n"
+            "  --timeout-ms N        each call's deadline (default 5000)\n" DR_CLIENT_OPTS_USAGE
+            "  --help\n");
 }
 
 static ProtobufCBinaryData text(const char *s)
@@ -136,7 +144,9 @@ static int call(struct dr_client *client, const char *method, const ProtobufCMes
 int main(int argc, char **argv)
 {
     const char *addr = getenv("DR_ADDR") ? getenv("DR_ADDR") : "127.0.0.1:50051";
-    int timeout_ms = 5000, i = 1;
+    struct dr_client_opts copts = {.token_path = getenv("DR_TOKEN_FILE")};
+    struct dr_error err = {0};
+    int timeout_ms = 5000, i = 1, is_known = 0;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
         if (strcmp(argv[i], "--help") == 0) {
             usage(stdout);
@@ -150,7 +160,10 @@ int main(int argc, char **argv)
             addr = argv[i + 1];
         else if (strcmp(argv[i], "--timeout-ms") == 0)
             timeout_ms = atoi(argv[i + 1]);
-        else {
+        else if (dr_client_opts_apply(&copts, argv[i], argv[i + 1], &is_known, &err) != DR_OK) {
+            fprintf(stderr, "driftrec-cli: %s\n", err.msg);
+            return 2;
+        } else if (!is_known) {
             fprintf(stderr, "driftrec-cli: unknown option %s\n", argv[i]);
             return 2;
         }
@@ -164,12 +177,11 @@ int main(int argc, char **argv)
     char **sub = argv + i + 1;
 
     struct dr_client *client = NULL;
-    struct dr_error err = {0};
-    if (dr_client_create(addr, &client, &err) != DR_OK) {
+    if (dr_client_create(addr, &copts, &client, &err) != DR_OK) {
         fprintf(stderr, "driftrec-cli: %s\n", err.msg);
-        return 1;
+        return 2; /* a bad option or file */
     }
-    struct dr_client_result res;
+    struct dr_client_result res = {0}; /* freed at the end, whichever command ran */
     int rc = 0;
     if (strcmp(cmd, "health") == 0) {
         Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
@@ -349,6 +361,26 @@ int main(int argc, char **argv)
             }
             print_json(o);
             driftrec__v1__get_model_response__free_unpacked(r, NULL);
+        }
+    } else if (strcmp(cmd, "admin-status") == 0) {
+        Driftrec__V1__GetStatusRequest req = DRIFTREC__V1__GET_STATUS_REQUEST__INIT;
+        rc = call(client, "/driftrec.v1.Admin/GetStatus", &req.base, timeout_ms, &res);
+        if (rc == 0) {
+            Driftrec__V1__GetStatusResponse *r =
+                driftrec__v1__get_status_response__unpack(NULL, res.reply_len, res.reply);
+            cJSON *o = cJSON_CreateObject();
+            if (r) {
+                if (r->has_model)
+                    add_bytes(o, "model", r->model);
+                if (r->has_model_version)
+                    add_bytes(o, "model_version", r->model_version);
+                cJSON_AddNumberToObject(o, "uptime_s", r->uptime_s);
+                cJSON_AddBoolToObject(o, "is_ready", r->is_ready);
+                if (r->has_variant)
+                    add_bytes(o, "variant", r->variant);
+            }
+            print_json(o);
+            driftrec__v1__get_status_response__free_unpacked(r, NULL);
         }
     } else {
         fprintf(stderr, "driftrec-cli: unknown command '%s'\n", cmd);

@@ -4,6 +4,7 @@
  * sigwait(): a handler installed after grpc_init() can miss SIGTERM delivered to one of
  * gRPC's threads.
  */
+#include "auth.h"
 #include "log.h"
 #include "model_source.h"
 #include "recommend.h"
@@ -28,7 +29,8 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: driftrec-server [options]\n"
-            "Serves driftrec.v1.Recommender and grpc.health.v1.Health over gRPC.\n"
+            "Serves driftrec.v1.Recommender, driftrec.v1.Admin and grpc.health.v1.Health over "
+            "gRPC.\n"
             "  --listen ADDR        host:port to listen on (env DR_LISTEN; default "
             "127.0.0.1:50051)\n"
             "  --history DIR        LMDB directory of the event history (env DR_HISTORY; "
@@ -88,7 +90,23 @@ static void usage(FILE *out)
             "                       for the event log's group-commit writer; when full, a\n"
             "                       response's impressions are dropped and counted in\n"
             "                       driftrec_impressions_dropped_total; 0: none are logged\n"
-            "                       (default 65536)\n"
+            "                       (default 65536)\n");
+    /* Two parts: C compilers need only support string literals of 4095 characters. */
+    fprintf(out,
+            "  --tls-cert FILE      PEM certificate chain: serve TLS (env DR_TLS_CERT); with\n"
+            "  --tls-key FILE       its PEM private key, unencrypted (env DR_TLS_KEY).  Both or\n"
+            "                       neither; read and checked at start (a bad file: exit 2);\n"
+            "                       plaintext clients cannot connect.  Rotation: restart\n"
+            "  --tls-client-ca FILE mTLS: clients must present a certificate from this PEM CA\n"
+            "                       (env DR_TLS_CLIENT_CA)\n"
+            "  --token-file FILE    Recommender calls must carry 'authorization: Bearer TOKEN'\n"
+            "                       metadata, TOKEN the file's one line (16 to 1024 visible\n"
+            "                       ASCII characters); otherwise UNAUTHENTICATED (env\n"
+            "                       DR_TOKEN_FILE).  Health never needs a token\n"
+            "  --admin-token-file FILE\n"
+            "                       enables driftrec.v1.Admin, whose calls must carry this\n"
+            "                       token (different from --token-file's); without it Admin\n"
+            "                       answers UNIMPLEMENTED (env DR_ADMIN_TOKEN_FILE)\n"
             "  --config FILE        a JSON object of these options without the dashes, e.g.\n"
             "                       {\"listen\": \"0.0.0.0:50051\", \"workers\": 8} (env "
             "DR_CONFIG)\n"
@@ -139,6 +157,7 @@ static float parse_unit(const char *flag, const char *value)
  * main loads the recommendation model from once the server listens. */
 struct options {
     struct dr_server_opts server;
+    struct dr_auth_opts auth;
     struct dr_model_source model; /* nothing set: no recommendation model */
     int model_poll_ms;            /* registry: look for a new version this often; 0 = never */
     enum dr_log_level log_level;
@@ -202,6 +221,16 @@ static bool apply_option(struct options *o, const char *name, const char *v, con
         opts->warmup_queries = strcmp(v, "0") == 0 ? 0 : (size_t)parse_count(label, v, 10000000L);
     else if (strcmp(name, "log-key-file") == 0)
         opts->log_key_path = v;
+    else if (strcmp(name, "tls-cert") == 0)
+        o->auth.tls_cert_path = v;
+    else if (strcmp(name, "tls-key") == 0)
+        o->auth.tls_key_path = v;
+    else if (strcmp(name, "tls-client-ca") == 0)
+        o->auth.tls_client_ca_path = v;
+    else if (strcmp(name, "token-file") == 0)
+        o->auth.token_path = v;
+    else if (strcmp(name, "admin-token-file") == 0)
+        o->auth.admin_token_path = v;
     else if (strcmp(name, "log-level") == 0) {
         if (!dr_log_parse_level(v, &o->log_level)) {
             fprintf(stderr, "driftrec-server: %s %s: expected error, warn, info or debug\n", label,
@@ -356,6 +385,11 @@ int main(int argc, char **argv)
         {"DR_LOG_LEVEL", "log-level"},
         {"DR_LOG_KEY_FILE", "log-key-file"},
         {"DR_QUERY_WEIGHT", "query-weight"},
+        {"DR_TLS_CERT", "tls-cert"},
+        {"DR_TLS_KEY", "tls-key"},
+        {"DR_TLS_CLIENT_CA", "tls-client-ca"},
+        {"DR_TOKEN_FILE", "token-file"},
+        {"DR_ADMIN_TOKEN_FILE", "admin-token-file"},
     };
     for (size_t i = 0; i < sizeof env_options / sizeof env_options[0]; i++)
         if (getenv(env_options[i][0]))
@@ -412,10 +446,22 @@ int main(int argc, char **argv)
     struct dr_server *srv = NULL;
     struct dr_error err = {0};
     struct dr_log_line line;
+    /* TLS files and tokens before the port opens: a bad one is a configuration error (exit
+     * status 2, like a bad flag), never a server that fails every handshake. */
+    struct dr_auth *auth = NULL;
+    if (dr_auth_load(&opts.auth, &auth, &err) != DR_OK) {
+        dr_log_begin(&line, DR_LOG_ERROR, "cannot start: TLS or token configuration");
+        dr_log_str(&line, "detail", err.msg);
+        dr_log_end(&line);
+        cJSON_Delete(config);
+        return 2;
+    }
+    opts.server.auth = auth;
     if (dr_server_start(&opts.server, &srv, &err) != DR_OK) {
         dr_log_begin(&line, DR_LOG_ERROR, "cannot start");
         dr_log_str(&line, "detail", err.msg);
         dr_log_end(&line);
+        dr_auth_destroy(auth);
         cJSON_Delete(config);
         return 1;
     }
@@ -425,6 +471,9 @@ int main(int argc, char **argv)
     dr_log_int(&line, "workers", opts.server.n_workers);
     dr_log_str(&line, "variant", opts.server.variant);
     dr_log_int(&line, "metrics_port", dr_server_metrics_port(srv));
+    dr_log_str(&line, "transport", dr_auth_transport_name(auth));
+    dr_log_str(&line, "token", dr_auth_has_token(auth) ? "required" : "none");
+    dr_log_str(&line, "admin", dr_auth_has_admin(auth) ? "token" : "disabled");
     dr_log_str(&line, "model_dir", opts.model.bundle_dir ? opts.model.bundle_dir : "");
     dr_log_str(&line, "model_root", opts.model.root ? opts.model.root : "");
     dr_log_end(&line);
@@ -434,6 +483,7 @@ int main(int argc, char **argv)
         if (load_model(srv, &opts.model) != DR_OK) {
             /* The start fails as a whole: exit status 2, like a bad flag. */
             dr_server_shutdown(srv);
+            dr_auth_destroy(auth);
             cJSON_Delete(config);
             return 2;
         }
@@ -478,6 +528,7 @@ int main(int argc, char **argv)
     dr_log_begin(&line, n_cut ? DR_LOG_WARN : DR_LOG_INFO, "stopped");
     dr_log_int(&line, "calls_cut", n_cut);
     dr_log_end(&line);
+    dr_auth_destroy(auth);
     cJSON_Delete(config);
     return n_cut ? 3 : 0; /* 3: the drain's grace period cut calls */
 }

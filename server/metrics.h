@@ -22,6 +22,7 @@ enum dr_metric_method {
     DR_METRIC_INGEST,
     DR_METRIC_GET_MODEL,
     DR_METRIC_HEALTH,
+    DR_METRIC_ADMIN_GET_STATUS,
     DR_METRIC_UNKNOWN,
     DR_METRIC_METHOD_COUNT
 };
@@ -40,7 +41,8 @@ enum dr_metric_skip {
 
 struct dr_metrics;
 
-/* "Recommend", ... "unknown"; "OK", "INVALID_ARGUMENT", ... (UNKNOWN out of range). */
+/* "Recommend", ... "AdminGetStatus", "unknown"; "OK", "INVALID_ARGUMENT", ... (UNKNOWN out of
+ * range). */
 const char *dr_metrics_method_name(enum dr_metric_method method);
 const char *dr_metrics_status_name(int status);
 

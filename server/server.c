@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "bert.h"
 #include "bundle.h"
 #include "driftrec.pb-c.h"
@@ -62,6 +63,7 @@ enum method {
     M_INGEST,
     M_GET_MODEL,
     M_HEALTH,
+    M_ADMIN_GET_STATUS,
     M_COUNT,
     M_GENERIC = M_COUNT,
 };
@@ -73,6 +75,7 @@ static const char *const method_paths[M_COUNT] = {
     [M_INGEST] = "/driftrec.v1.Recommender/Ingest",
     [M_GET_MODEL] = "/driftrec.v1.Recommender/GetModel",
     [M_HEALTH] = "/grpc.health.v1.Health/Check",
+    [M_ADMIN_GET_STATUS] = "/driftrec.v1.Admin/GetStatus",
 };
 
 #define REQUESTS_POSTED_PER_METHOD 8
@@ -119,6 +122,7 @@ struct dr_server {
     atomic_long n_unanswered; /* calls arrived and not yet answered (the drain reports them) */
     atomic_bool is_draining;  /* health: NOT_SERVING (from the drain's start) */
     atomic_bool is_stopping;  /* gRPC shutdown has begun: requests are no longer re-posted */
+    uint64_t start_ns;        /* for Admin's uptime */
     char variant[DR_MAX_TAG_BYTES + 1];
 };
 
@@ -746,6 +750,7 @@ static const ProtobufCMessageDescriptor *const descriptors[M_COUNT] = {
     [M_INGEST] = &driftrec__v1__ingest_request__descriptor,
     [M_GET_MODEL] = &driftrec__v1__get_model_request__descriptor,
     [M_HEALTH] = &grpc__health__v1__health_check_request__descriptor,
+    [M_ADMIN_GET_STATUS] = &driftrec__v1__get_status_request__descriptor,
 };
 
 static void handle_health(struct call *c)
@@ -823,9 +828,53 @@ static bool admit(struct call *c)
     return false;
 }
 
+/* Admin.GetStatus: cheap and lock-free, answered on the poller like health, so it answers
+ * while the work queue is full. */
+static void handle_admin_status(struct call *c)
+{
+    struct dr_server *srv = c->srv;
+    Driftrec__V1__GetStatusResponse resp = DRIFTREC__V1__GET_STATUS_RESPONSE__INIT;
+    struct model_slot *slot = slot_acquire(srv); /* the strings below point into its bundle */
+    const struct dr_bundle *b = slot ? slot->bundle : NULL;
+    if (b) {
+        resp.has_model = resp.has_model_version = 1;
+        resp.model = bytes_of(dr_bundle_name(b));
+        resp.model_version = bytes_of(dr_bundle_version(b));
+    }
+    resp.has_uptime_s = resp.has_is_ready = 1;
+    resp.uptime_s = (double)(dr_now_ns() - srv->start_ns) / 1e9;
+    resp.is_ready = b && !atomic_load_explicit(&srv->is_draining, memory_order_relaxed);
+    resp.has_variant = srv->variant[0] != '\0';
+    resp.variant = bytes_of(srv->variant);
+    reply(c, GRPC_STATUS_OK, NULL, &resp.base); /* packs before returning */
+    slot_release(slot);
+}
+
+/* The call's credentials, before anything else is read: an unauthenticated client learns
+ * nothing about the request it sent, and no payload of its is decoded.  Unknown methods are
+ * checked too (by their service), so the Admin service answers nobody without its token. */
+static bool is_authorized(struct call *c)
+{
+    const char *path = method_paths[c->method];
+    size_t len = path ? strlen(path) : 0;
+    if (c->method == M_GENERIC) {
+        path = (const char *)GRPC_SLICE_START_PTR(c->details.method);
+        len = GRPC_SLICE_LENGTH(c->details.method);
+    }
+    const char *msg = NULL;
+    grpc_status_code code =
+        dr_auth_check(c->srv->opts.auth, dr_auth_scope_of(path, len), &c->request_md, &msg);
+    if (code == GRPC_STATUS_OK)
+        return true;
+    reply(c, code, msg, NULL);
+    return false;
+}
+
 static void handle_new_call(struct call *c)
 {
     struct dr_server *srv = c->srv;
+    if (!is_authorized(c))
+        return;
     if (c->method == M_GENERIC) {
         char *method = grpc_slice_to_c_string(c->details.method);
         char msg[300];
@@ -861,6 +910,10 @@ static void handle_new_call(struct call *c)
     }
     if (c->method == M_HEALTH) {
         handle_health(c);
+        return;
+    }
+    if (c->method == M_ADMIN_GET_STATUS) {
+        handle_admin_status(c);
         return;
     }
     char msg[256];
@@ -1043,6 +1096,7 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
     if (!srv)
         return dr_error_set(err, DR_ERR_NOMEM, "server: out of memory");
     srv->opts = *opts;
+    srv->start_ns = dr_now_ns();
     pthread_rwlockattr_t lock_attr;
     pthread_rwlockattr_init(&lock_attr);
     pthread_rwlockattr_setkind_np(&lock_attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
@@ -1111,7 +1165,7 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
     for (int m = 0; m < M_COUNT; m++)
         srv->method_handles[m] = grpc_server_register_method(
             srv->server, method_paths[m], NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    grpc_server_credentials *creds = dr_auth_server_credentials(opts->auth);
     int port = grpc_server_add_http2_port(srv->server, opts->listen_addr, creds);
     grpc_server_credentials_release(creds);
     if (port == 0) {

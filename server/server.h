@@ -8,6 +8,7 @@
 
 #include "base.h"
 
+struct dr_auth;
 struct dr_bundle;
 
 struct dr_server_opts {
@@ -43,6 +44,9 @@ struct dr_server_opts {
     /* w in [0, 1] of Recommend's query-text blend (recommend.h): 0 ignores the query, 1 ranks
      * by it alone. */
     float query_weight;
+    /* TLS and tokens (auth.h): borrowed, kept by the caller until dr_server_shutdown has
+     * returned; NULL = plaintext, no tokens, Admin disabled. */
+    const struct dr_auth *auth;
 };
 
 void dr_server_opts_default(struct dr_server_opts *opts);

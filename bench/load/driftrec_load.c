@@ -17,8 +17,15 @@
  * Rank and Ingest can come from a replay file of real histories (bench/load/make_replay.py:
  * per line a user id, the user's last events, a query text and Rank candidates), the
  * request bodies packed once at load.  --mix picks each call's method by weight.
+ *
+ * Transport (client.h, shared with driftrec-cli): plaintext or TLS (mTLS), and metadata sent
+ * with every call (a bearer token, --metadata).  The JSON result carries, besides the
+ * percentiles, the latency histogram (all calls and per method) and a timeline (per window of
+ * the measured time, by intended start: calls, errors, percentiles) that
+ * bench/load/plot_load.py draws (--plot runs it).
  */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/time.h>
@@ -30,8 +37,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "client.h"
 #include "driftrec.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 
@@ -39,6 +49,7 @@
 #define N_BUCKETS   (64 * SUB_BUCKETS)
 #define N_STATUS    17
 #define N_LAG_WIN   10
+#define MAX_WINDOWS 300 /* timeline windows: 1 s each, longer for runs over 300 s */
 
 enum dr_method {
     DR_M_HEALTH,
@@ -123,8 +134,9 @@ static uint64_t now_ns(void)
 }
 
 struct opts {
-    const char *addr, *method, *mix, *mode, *json, *replay;
-    int concurrency, max_in_flight, timeout_ms, k;
+    const char *addr, *method, *mix, *mode, *json, *replay, *plot;
+    struct dr_client_opts transport;
+    int concurrency, max_in_flight, timeout_ms, k, connections;
     double rate, duration_s, warmup_s, max_send_lag_ms;
     unsigned seed;
 };
@@ -141,7 +153,7 @@ struct call {
 
 struct run {
     struct opts o;
-    grpc_channel *channel;
+    grpc_channel **channels; /* o.connections of them, each its own HTTP/2 connection */
     grpc_completion_queue *cq;
     uint64_t seq;
     uint64_t start_ns, measure_from_ns, end_ns;
@@ -155,6 +167,12 @@ struct run {
     unsigned weights[DR_N_METHODS], weight_total;
     struct dr_replay_entry *replay;
     size_t n_replay;
+    struct dr_client_metadata metadata; /* sent with every call */
+    /* The timeline: calls by intended start, per window of window_ns from measure_from_ns. */
+    struct histogram *windows;
+    uint64_t *window_errors;
+    size_t n_windows;
+    uint64_t window_ns;
 };
 
 static ProtobufCBinaryData bin(const char *s)
@@ -451,8 +469,9 @@ static bool start_call(struct run *r, uint64_t intended_ns)
     gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME),
                                          gpr_time_from_millis(r->o.timeout_ms, GPR_TIMESPAN));
     grpc_slice method = grpc_slice_from_static_string(path);
-    c->call = grpc_channel_create_call(r->channel, NULL, GRPC_PROPAGATE_DEFAULTS, r->cq, method,
-                                       NULL, deadline, NULL);
+    grpc_channel *channel = r->channels[seq % (uint64_t)r->o.connections]; /* round robin */
+    c->call = grpc_channel_create_call(channel, NULL, GRPC_PROPAGATE_DEFAULTS, r->cq, method, NULL,
+                                       deadline, NULL);
     grpc_slice slice = grpc_slice_from_copied_buffer((const char *)body, len);
     free(body);
     c->send = grpc_raw_byte_buffer_create(&slice, 1);
@@ -463,6 +482,8 @@ static bool start_call(struct run *r, uint64_t intended_ns)
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[0].data.send_initial_metadata.count = r->metadata.count;
+    ops[0].data.send_initial_metadata.metadata = r->metadata.count ? r->metadata.md : NULL;
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = c->send;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -494,6 +515,10 @@ static void finish_call(struct run *r, struct call *c, uint64_t done_ns)
         r->method_status[c->method][st]++;
         record(&r->latency, done_ns - c->intended_ns);
         record(&r->method_latency[c->method], done_ns - c->intended_ns);
+        size_t w = (size_t)((c->intended_ns - r->measure_from_ns) / r->window_ns);
+        w = w < r->n_windows ? w : r->n_windows - 1;
+        record(&r->windows[w], done_ns - c->intended_ns);
+        r->window_errors[w] += st != GRPC_STATUS_OK;
     }
     if (c->recv)
         grpc_byte_buffer_destroy(c->recv);
@@ -594,6 +619,46 @@ static double lag_win_ms(const struct run *r, int w)
     return r->lag_win_n[w] ? r->lag_win_sum_ns[w] / (double)r->lag_win_n[w] / 1e6 : 0.0;
 }
 
+/* "latency_histogram": the non-empty buckets, their upper bounds (ms) and counts: a CDF. */
+static void add_histogram(cJSON *o, const struct histogram *h)
+{
+    cJSON *hist = cJSON_AddObjectToObject(o, "latency_histogram");
+    cJSON *le = cJSON_AddArrayToObject(hist, "le_ms"), *n = cJSON_AddArrayToObject(hist, "count");
+    for (size_t b = 0; b < N_BUCKETS; b++) {
+        if (!h->counts[b])
+            continue;
+        uint64_t upper = bucket_upper(b);
+        cJSON_AddItemToArray(
+            le, cJSON_CreateNumber((double)(upper < h->max_ns ? upper : h->max_ns) / 1e6));
+        cJSON_AddItemToArray(n, cJSON_CreateNumber((double)h->counts[b]));
+    }
+}
+
+/* "timeline": per window of the measured time (by intended start), its start, calls, errors
+ * (any status but OK) and percentiles. */
+static void add_timeline(cJSON *o, const struct run *r)
+{
+    cJSON *t = cJSON_AddObjectToObject(o, "timeline");
+    cJSON_AddNumberToObject(t, "window_s", (double)r->window_ns / 1e9);
+    static const char *const keys[] = {"t_s",    "calls",  "errors", "p50_ms",
+                                       "p90_ms", "p99_ms", "max_ms"};
+    cJSON *cols[7];
+    for (int k = 0; k < 7; k++)
+        cols[k] = cJSON_AddArrayToObject(t, keys[k]);
+    for (size_t w = 0; w < r->n_windows; w++) {
+        const struct histogram *h = &r->windows[w];
+        double v[7] = {(double)(w * r->window_ns) / 1e9,
+                       (double)h->total,
+                       (double)r->window_errors[w],
+                       percentile_ms(h, 50),
+                       percentile_ms(h, 90),
+                       percentile_ms(h, 99),
+                       (double)h->max_ns / 1e6};
+        for (int k = 0; k < 7; k++)
+            cJSON_AddItemToArray(cols[k], cJSON_CreateNumber(v[k]));
+    }
+}
+
 static void report(const struct run *r)
 {
     uint64_t done = 0, ok = r->status_counts[0];
@@ -643,6 +708,7 @@ static void report(const struct run *r)
     cJSON_AddNumberToObject(o, "duration_s", secs);
     cJSON_AddNumberToObject(o, "target_rate", open_loop ? r->o.rate : 0);
     cJSON_AddNumberToObject(o, "concurrency", open_loop ? 0 : r->o.concurrency);
+    cJSON_AddNumberToObject(o, "connections", r->o.connections);
     cJSON_AddNumberToObject(o, "calls", (double)done);
     cJSON_AddNumberToObject(o, "qps", (double)done / secs);
     cJSON_AddNumberToObject(o, "over_cap", (double)r->over_cap);
@@ -681,13 +747,38 @@ static void report(const struct run *r)
         for (int i = 0; i < 4; i++)
             cJSON_AddNumberToObject(ml, pn[i], percentile_ms(h, ps[i]));
         cJSON_AddNumberToObject(ml, "max", (double)h->max_ns / 1e6);
+        add_histogram(mo, h);
     }
+    add_histogram(o, &r->latency);
+    add_timeline(o, r);
     char *text = cJSON_Print(o);
     FILE *f = fopen(r->o.json, "w");
     if (!f || fputs(text, f) < 0 || fclose(f) != 0)
         fprintf(stderr, "driftrec-load: cannot write %s\n", r->o.json);
     free(text);
     cJSON_Delete(o);
+}
+
+/* Runs the plot script on the JSON result: 0, or 1 with a message. */
+static int run_plot(const char *json, const char *png, const char *label)
+{
+    const char *script = getenv("DR_LOAD_PLOT_SCRIPT");
+    script = script && script[0] ? script : DR_PLOT_SCRIPT;
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl("/usr/bin/python3", "python3", script, json, "-o", png, "--label", label,
+              (char *)NULL);
+        fprintf(stderr, "driftrec-load: cannot run /usr/bin/python3: %s\n", strerror(errno));
+        _exit(127);
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "driftrec-load: the plot failed (%s %s)\n", script, png);
+        return 1;
+    }
+    printf("plot: %s\n", png);
+    return 0;
 }
 
 static void usage(FILE *out)
@@ -711,6 +802,8 @@ static void usage(FILE *out)
             "  --k N                 Recommend's k (default 10)\n"
             "  --mode closed|open    closed loop (default) or open loop (Poisson arrivals)\n"
             "  --concurrency N       closed loop: calls kept in flight (default 8)\n"
+            "  --connections N       HTTP/2 connections to the server, calls spread over them\n"
+            "                        round robin (default 1)\n"
             "  --rate R              open loop: arrivals per second (default 100)\n"
             "  --max-in-flight N     open loop: cap; arrivals over it count as over_cap "
             "(default 256)\n"
@@ -727,7 +820,15 @@ static void usage(FILE *out)
             "  --json PATH           write the result as JSON: totals, \"status\" (every gRPC\n"
             "                        code seen), \"latency_ms\", per method \"methods\", and in\n"
             "                        open loop \"valid\" and the send lag (\"send_lag_p50_ms\",\n"
-            "                        \"_p99_ms\", \"_max_ms\", \"_growth_ms\", means by tenth)\n"
+            "                        \"_p99_ms\", \"_max_ms\", \"_growth_ms\", means by tenth),\n"
+            "                        \"latency_histogram\" (bucket bounds and counts, also per\n"
+            "                        method) and \"timeline\" (per second of the measured time,\n"
+            "                        longer windows past 300 s; by intended start: calls,\n"
+            "                        errors, p50/p90/p99/max)\n"
+            "  --plot PNG            draw the result with bench/load/plot_load.py (python3 +\n"
+            "                        matplotlib): latency percentiles over time and the\n"
+            "                        latency CDF per method (with or without --json)\n"
+            "connection (plaintext unless --tls-ca):\n" DR_CLIENT_OPTS_USAGE
             "Latency counts from each call's intended start; every gRPC status is counted, per\n"
             "method too.  Warm-up calls are sent but not counted.\n");
 }
@@ -739,13 +840,17 @@ int main(int argc, char **argv)
                           .k = 10,
                           .mode = "closed",
                           .concurrency = 8,
+                          .connections = 1,
                           .max_in_flight = 256,
                           .timeout_ms = 2000,
                           .rate = 100,
                           .duration_s = 5,
                           .warmup_s = 1,
                           .max_send_lag_ms = 5,
-                          .seed = 1}};
+                          .seed = 1,
+                          .transport = {.token_path = getenv("DR_TOKEN_FILE")}}};
+    struct dr_error err = {0};
+    int is_known = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--help") == 0) {
@@ -770,6 +875,8 @@ int main(int argc, char **argv)
             r.o.mode = v;
         else if (strcmp(a, "--concurrency") == 0)
             r.o.concurrency = atoi(v);
+        else if (strcmp(a, "--connections") == 0)
+            r.o.connections = atoi(v);
         else if (strcmp(a, "--rate") == 0)
             r.o.rate = atof(v);
         else if (strcmp(a, "--max-in-flight") == 0)
@@ -786,7 +893,12 @@ int main(int argc, char **argv)
             r.o.seed = (unsigned)strtoul(v, NULL, 10);
         else if (strcmp(a, "--json") == 0)
             r.o.json = v;
-        else {
+        else if (strcmp(a, "--plot") == 0)
+            r.o.plot = v;
+        else if (dr_client_opts_apply(&r.o.transport, a, v, &is_known, &err) != DR_OK) {
+            fprintf(stderr, "driftrec-load: %s\n", err.msg);
+            return 2;
+        } else if (!is_known) {
             fprintf(stderr, "driftrec-load: unknown option %s\n", a);
             usage(stderr);
             return 2;
@@ -798,7 +910,8 @@ int main(int argc, char **argv)
     bool known_mix = dr_parse_mix(&r, r.o.mix);
     bool known_mode = strcmp(r.o.mode, "open") == 0 || strcmp(r.o.mode, "closed") == 0;
     if (!known_mix || !known_mode || r.o.concurrency < 1 || r.o.rate <= 0 ||
-        r.o.max_in_flight < 1 || r.o.duration_s <= 0 || r.o.warmup_s < 0 || r.o.timeout_ms < 1 ||
+        r.o.max_in_flight < 1 || r.o.connections < 1 || r.o.connections > 1024 ||
+        r.o.duration_s <= 0 || r.o.warmup_s < 0 || r.o.timeout_ms < 1 ||
         !(r.o.max_send_lag_ms > 0) || r.o.k < 1) {
         fprintf(stderr, "driftrec-load: bad option value (see --help)\n");
         return 2;
@@ -813,14 +926,62 @@ int main(int argc, char **argv)
         dr_replay_free(&r);
         return 2;
     }
+    /* The plot needs the JSON: without --json it goes to a temporary file. */
+    char json_tmp[64] = "";
+    if (r.o.plot && !r.o.json) {
+        const char *tmp = getenv("TMPDIR") && getenv("TMPDIR")[0] ? getenv("TMPDIR") : "/tmp";
+        int n = snprintf(json_tmp, sizeof json_tmp, "%s/driftrec-load-XXXXXX.json", tmp);
+        int fd = n > 0 && (size_t)n < sizeof json_tmp ? mkstemps(json_tmp, 5) : -1;
+        if (fd < 0) {
+            fprintf(stderr, "driftrec-load: cannot make a temporary file for --plot in %s\n", tmp);
+            dr_replay_free(&r);
+            return 2;
+        }
+        close(fd);
+        r.o.json = json_tmp;
+    }
+    uint64_t measured_ns = (uint64_t)(r.o.duration_s * 1e9);
+    r.window_ns = measured_ns / MAX_WINDOWS > 1000000000u ? measured_ns / MAX_WINDOWS : 1000000000u;
+    r.n_windows = (size_t)((measured_ns + r.window_ns - 1) / r.window_ns);
+    r.n_windows = r.n_windows ? r.n_windows : 1;
+    r.windows = calloc(r.n_windows, sizeof *r.windows);
+    r.window_errors = calloc(r.n_windows, sizeof *r.window_errors);
     grpc_init();
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    r.channel = grpc_channel_create(r.o.addr, creds, NULL);
-    grpc_channel_credentials_release(creds);
+    enum dr_status st = r.windows && r.window_errors
+                            ? dr_client_metadata_init(&r.metadata, &r.o.transport, &err)
+                            : dr_error_set(&err, DR_ERR_NOMEM, "out of memory");
+    r.channels = calloc((size_t)r.o.connections, sizeof *r.channels);
+    if (st == DR_OK && !r.channels)
+        st = dr_error_set(&err, DR_ERR_NOMEM, "out of memory");
+    for (int i = 0; st == DR_OK && i < r.o.connections; i++)
+        st = dr_client_channel_create(r.o.addr, &r.o.transport, &r.channels[i], &err);
+    if (st != DR_OK) {
+        for (int i = 0; r.channels && i < r.o.connections; i++)
+            if (r.channels[i])
+                grpc_channel_destroy(r.channels[i]);
+        free(r.channels);
+        dr_client_metadata_deinit(&r.metadata);
+        fprintf(stderr, "driftrec-load: %s\n", err.msg);
+        grpc_shutdown();
+        free(r.windows);
+        free(r.window_errors);
+        dr_replay_free(&r);
+        if (json_tmp[0])
+            unlink(json_tmp);
+        return 2;
+    }
     r.cq = grpc_completion_queue_create_for_next(NULL);
     run_load(&r);
     report(&r);
-    grpc_channel_destroy(r.channel);
+    int rc = r.o.plot ? run_plot(r.o.json, r.o.plot, r.o.mix) : 0;
+    if (json_tmp[0])
+        unlink(json_tmp);
+    free(r.windows);
+    free(r.window_errors);
+    dr_client_metadata_deinit(&r.metadata);
+    for (int i = 0; i < r.o.connections; i++)
+        grpc_channel_destroy(r.channels[i]);
+    free(r.channels);
     grpc_completion_queue_shutdown(r.cq);
     while (grpc_completion_queue_next(r.cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
            GRPC_QUEUE_SHUTDOWN)
@@ -828,5 +989,5 @@ int main(int argc, char **argv)
     grpc_completion_queue_destroy(r.cq);
     grpc_shutdown();
     dr_replay_free(&r);
-    return 0;
+    return rc;
 }

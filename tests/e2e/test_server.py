@@ -44,10 +44,12 @@ def free_port():
 
 
 class Server:
-    """The real server process on loopback."""
+    """The real server process on loopback.  creds: grpc channel credentials for a TLS
+    server (the test client's channel uses them; default plaintext)."""
 
-    def __init__(self, history_dir, *extra):
+    def __init__(self, history_dir, *extra, creds=None):
         self.history_dir = history_dir
+        self.creds = creds
         for _ in range(3):
             self.port = free_port()
             self.log = tempfile.TemporaryFile()
@@ -62,7 +64,7 @@ class Server:
             self.log.close()
         else:
             raise RuntimeError("the server found no free port in 3 tries")
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        self.channel = self.connect(creds)
         grpc.channel_ready_future(self.channel).result(timeout=10)
         # The "serving" line follows the port's opening; a bundle loads after both.
         deadline = time.monotonic() + 30
@@ -91,6 +93,13 @@ class Server:
             except OSError:
                 time.sleep(0.01)
         raise RuntimeError("the server did not open its port: " + self.stderr()[-2000:])
+
+    def connect(self, creds=None, host="127.0.0.1", options=()):
+        """A new channel to the server: TLS with creds, else plaintext."""
+        target = f"{host}:{self.port}"
+        if creds is None:
+            return grpc.insecure_channel(target, options=list(options))
+        return grpc.secure_channel(target, creds, options=list(options))
 
     def metrics(self):
         url = f"http://127.0.0.1:{self.metrics_port}/metrics"
@@ -1939,6 +1948,400 @@ class ConfigFile(unittest.TestCase):
                 self.assertIsNotNone(srv.metrics_port)           # --metrics beat "off"
             finally:
                 self.assertEqual(srv.stop(), 0, srv.stderr())
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def make_certificates(d):
+    """A CA and a server certificate it signs (for localhost and 127.0.0.1), a second CA with a
+    client certificate (mTLS), and an unrelated CA; files in d."""
+    def ca(name):
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
+                "-out", f"{name}.pem", "-days", "2", "-subj", f"/CN=driftrec test {name}",
+                cwd=d)
+
+    def leaf(name, issuer, san):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out",
+                f"{name}.csr", "-subj", f"/CN={name}", cwd=d)
+        with open(os.path.join(d, f"{name}.ext"), "w") as f:
+            f.write(f"subjectAltName={san}\n" if san else "basicConstraints=CA:FALSE\n")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{issuer}.pem", "-CAkey",
+                f"{issuer}.key", "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
+                "-extfile", f"{name}.ext", cwd=d)
+
+    for name in ("ca", "client-ca", "other-ca"):
+        ca(name)
+    leaf("server", "ca", "DNS:localhost,IP:127.0.0.1")
+    leaf("client", "client-ca", None)
+    leaf("stranger", "other-ca", None)  # a client certificate from a CA the server does not trust
+    for f in os.listdir(d):
+        if f.endswith(".key"):
+            os.chmod(os.path.join(d, f), 0o600)
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+@unittest.skipUnless(shutil.which("openssl"), "openssl is not installed: no test certificates")
+class TlsAndTokens(unittest.TestCase):
+    """TLS, mTLS and bearer tokens: one TLS server with a Recommender token and an admin
+    token; other configurations start their own."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.d = cls.dir.name
+        make_certificates(cls.d)
+        cls.token = "recommender-" + os.urandom(16).hex()
+        cls.admin_token = "admin-" + os.urandom(16).hex()
+        cls.token_file, cls.admin_token_file = cls.path("token"), cls.path("admin-token")
+        for path, token in ((cls.token_file, cls.token), (cls.admin_token_file, cls.admin_token)):
+            with open(path, "w") as f:
+                f.write(token + "\n")
+            os.chmod(path, 0o600)
+        cls.ca_creds = grpc.ssl_channel_credentials(read(cls.path("ca.pem")))
+        cls.srv = Server(cls.d + "/history", "--tls-cert", cls.path("server.pem"),
+                         "--tls-key", cls.path("server.key"), "--token-file", cls.token_file,
+                         "--admin-token-file", cls.admin_token_file, "--log-level", "debug",
+                         creds=cls.ca_creds)
+
+    @classmethod
+    def tearDownClass(cls):
+        code = cls.srv.stop()
+        log = cls.srv.stderr()
+        cls.dir.cleanup()
+        assert code == 0, log
+
+    @classmethod
+    def path(cls, name):
+        return os.path.join(cls.d, name)
+
+    def call(self, method, request, response_type=None, token=None, channel=None, md=()):
+        metadata = list(md) + ([("authorization", f"Bearer {token}")] if token else [])
+        fn = (channel or self.srv.channel).unary_unary(
+            method, request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=response_type.FromString if response_type else None)
+        return fn(request, timeout=10, metadata=metadata)
+
+    def code_of(self, *args, **kw):
+        try:
+            self.call(*args, **kw)
+            return grpc.StatusCode.OK
+        except grpc.RpcError as e:
+            return e.code()
+
+    def cli(self, *args, host="127.0.0.1"):
+        return subprocess.run([CLI_BIN, "--addr", f"{host}:{self.srv.port}", *args],
+                              capture_output=True, text=True, timeout=30)
+
+    def requests_total(self, method, code):
+        found = re.search(r'driftrec_requests_total\{method="%s",code="%s",variant="A"\} (\d+)'
+                          % (method, code), self.srv.metrics())
+        return int(found.group(1)) if found else 0
+
+    GET_MODEL = "/driftrec.v1.Recommender/GetModel"
+    GET_STATUS = "/driftrec.v1.Admin/GetStatus"
+
+    def test_plaintext_client_to_the_tls_port_fails(self):
+        channel = self.srv.connect()
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.call("/grpc.health.v1.Health/Check", health_pb2.HealthCheckRequest(),
+                      health_pb2.HealthCheckResponse, channel=channel)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        channel.close()
+        r = self.cli("health")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("UNAVAILABLE", r.stderr)
+
+    def test_tls_clients_with_the_right_ca(self):
+        # By IP (the certificate names 127.0.0.1) and by name, and through the name override.
+        for host, options in (("127.0.0.1", ()), ("localhost", ()),
+                              ("127.0.0.1", (("grpc.ssl_target_name_override", "localhost"),))):
+            with self.subTest(host=host, options=options):
+                channel = self.srv.connect(self.ca_creds, host=host, options=options)
+                r = self.call(self.GET_MODEL, pb.GetModelRequest(), pb.GetModelResponse,
+                              token=self.token, channel=channel)
+                self.assertEqual(list(r.models), [])  # no model on this instance
+                channel.close()
+        ca = ["--tls-ca", self.path("ca.pem")]
+        r = self.cli(*ca, "health")
+        self.assertEqual((r.returncode, json.loads(r.stdout)), (0, {"status": "SERVING"}))
+        r = self.cli(*ca, "--token-file", self.token_file, "get-model")
+        self.assertEqual((r.returncode, json.loads(r.stdout)), (0, {"models": []}), r.stderr)
+        r = self.cli(*ca, "--tls-server-name", "localhost", "--metadata",
+                     f"authorization=Bearer {self.token}", "--metadata", "x-trace=t1", "get-model")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.cli(*ca, "--tls-server-name", "not-the-server", "health")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("UNAVAILABLE", r.stderr)
+
+    def test_a_wrong_ca_fails(self):
+        channel = self.srv.connect(grpc.ssl_channel_credentials(read(self.path("other-ca.pem"))))
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.call(self.GET_MODEL, pb.GetModelRequest(), token=self.token, channel=channel)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        channel.close()
+        r = self.cli("--tls-ca", self.path("other-ca.pem"), "health")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("UNAVAILABLE", r.stderr)
+
+    def test_recommender_token(self):
+        U, OK = grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.OK
+        before = self.requests_total("GetModel", "UNAUTHENTICATED")
+        req = pb.GetModelRequest()
+        self.assertEqual(self.code_of(self.GET_MODEL, req), U)
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.call(self.GET_MODEL, req)
+        self.assertIn("missing credentials", cm.exception.details())
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.call(self.GET_MODEL, req, token=self.token + "x")
+        self.assertEqual((cm.exception.code(), cm.exception.details()), (U, "invalid token"))
+        self.assertEqual(self.code_of(self.GET_MODEL, req, token=self.token[:-1]), U)
+        self.assertEqual(self.code_of(self.GET_MODEL, req, token=self.admin_token), U)
+        self.assertEqual(self.code_of(self.GET_MODEL, req, md=[("authorization", self.token)]), U)
+        self.assertEqual(self.code_of(self.GET_MODEL, req,
+                                      md=[("authorization", f"Basic {self.token}")]), U)
+        self.assertEqual(self.code_of(self.GET_MODEL, req, token=self.token), OK)
+        self.assertEqual(self.code_of(self.GET_MODEL, req,
+                                      md=[("authorization", f"bearer {self.token}")]), OK)
+        self.assertEqual(self.requests_total("GetModel", "UNAUTHENTICATED") - before, 7)
+        # Ingest without the token stores nothing; with it, the event is stored.
+        ingest = pb.IngestRequest(events=[event(user="tok-user", item="t1", event_id="tok-1")])
+        self.assertEqual(self.code_of("/driftrec.v1.Recommender/Ingest", ingest, pb.IngestResponse),
+                         U)
+        self.assertEqual(history(self.srv.history_dir, "user", "tok-user"), [])
+        r = self.call("/driftrec.v1.Recommender/Ingest", ingest, pb.IngestResponse,
+                      token=self.token)
+        self.assertEqual(r.accepted, 1)
+        # Unknown methods of the service are checked first too.
+        self.assertEqual(self.code_of("/driftrec.v1.Recommender/Nope", req), U)
+        self.assertEqual(self.code_of("/driftrec.v1.Recommender/Nope", req, token=self.token),
+                         grpc.StatusCode.UNIMPLEMENTED)
+        # Health needs no token (probes).
+        self.assertEqual(self.srv.health(""), health_pb2.HealthCheckResponse.SERVING)
+        # The tokens are in no log line, not even at debug level.
+        log = self.srv.stderr()
+        self.assertIn('"code":"UNAUTHENTICATED"', log)
+        self.assertNotIn(self.token, log)
+        self.assertNotIn(self.admin_token, log)
+        r = self.cli("--tls-ca", self.path("ca.pem"), "get-model")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("UNAUTHENTICATED", r.stderr)
+
+    def test_admin_needs_the_admin_token(self):
+        U = grpc.StatusCode.UNAUTHENTICATED
+        req = pb.GetStatusRequest()
+        self.assertEqual(self.code_of(self.GET_STATUS, req), U)
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.call(self.GET_STATUS, req, token=self.token)  # the Recommender's token
+        self.assertEqual((cm.exception.code(), cm.exception.details()), (U, "invalid admin token"))
+        r = self.call(self.GET_STATUS, req, pb.GetStatusResponse, token=self.admin_token)
+        self.assertGreater(r.uptime_s, 0)
+        self.assertFalse(r.is_ready)          # no model
+        self.assertFalse(r.HasField("model"))
+        self.assertEqual(r.variant, "A")
+        # Every Admin path, known or not, needs the admin token first.
+        self.assertEqual(self.code_of("/driftrec.v1.Admin/Reload", req), U)
+        self.assertEqual(self.code_of("/driftrec.v1.Admin/Reload", req, token=self.admin_token),
+                         grpc.StatusCode.UNIMPLEMENTED)
+        ca = ["--tls-ca", self.path("ca.pem")]
+        r = self.cli(*ca, "--token-file", self.admin_token_file, "admin-status")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["is_ready"], False)
+        r = self.cli(*ca, "--token-file", self.token_file, "admin-status")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("UNAUTHENTICATED: invalid admin token", r.stderr)
+        self.assertGreaterEqual(self.requests_total("AdminGetStatus", "UNAUTHENTICATED"), 2)
+
+    def test_admin_is_disabled_without_an_admin_token(self):
+        with tempfile.TemporaryDirectory() as d:
+            srv = Server(d + "/history")  # plaintext, no tokens
+            try:
+                with self.assertRaises(grpc.RpcError) as cm:
+                    self.call(self.GET_STATUS, pb.GetStatusRequest(), channel=srv.channel,
+                              token=self.admin_token)
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.UNIMPLEMENTED)
+                self.assertIn("Admin service is disabled", cm.exception.details())
+                # Without --token-file, Recommender calls need no token.
+                self.call(self.GET_MODEL, pb.GetModelRequest(), channel=srv.channel)
+            finally:
+                self.assertEqual(srv.stop(), 0, srv.stderr())
+
+    def test_mtls(self):
+        client_creds = grpc.ssl_channel_credentials(
+            read(self.path("ca.pem")), read(self.path("client.key")), read(self.path("client.pem")))
+        with tempfile.TemporaryDirectory() as d:
+            srv = Server(d + "/history", "--tls-cert", self.path("server.pem"), "--tls-key",
+                         self.path("server.key"), "--tls-client-ca", self.path("client-ca.pem"),
+                         creds=client_creds)
+            try:
+                self.assertIn('"transport":"mtls"', srv.stderr())
+                self.assertEqual(srv.health(), health_pb2.HealthCheckResponse.SERVING)
+                stranger = grpc.ssl_channel_credentials(
+                    read(self.path("ca.pem")), read(self.path("stranger.key")),
+                    read(self.path("stranger.pem")))
+                for creds in (self.ca_creds, stranger):  # no client certificate; an untrusted one
+                    channel = srv.connect(creds)
+                    with self.assertRaises(grpc.RpcError) as cm:
+                        self.call("/grpc.health.v1.Health/Check", health_pb2.HealthCheckRequest(),
+                                  channel=channel)
+                    self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+                    channel.close()
+
+                def cli(*args):
+                    return subprocess.run([CLI_BIN, "--addr", f"127.0.0.1:{srv.port}", "--tls-ca",
+                                           self.path("ca.pem"), *args, "health"],
+                                          capture_output=True, text=True, timeout=30)
+                r = cli("--tls-cert", self.path("client.pem"), "--tls-key", self.path("client.key"))
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(cli().returncode, 1)
+            finally:
+                self.assertEqual(srv.stop(), 0, srv.stderr())
+
+    def test_bad_tls_and_token_files_stop_the_start(self):
+        p = self.path
+        with open(p("garbage.pem"), "w") as f:
+            f.write("not a certificate\n")
+        with open(p("short-token"), "w") as f:
+            f.write("secret-short\n")
+        with open(p("two-lines"), "w") as f:
+            f.write("first-line-of-the-token\nsecond-line-of-it\n")
+        cert, key = ["--tls-cert", p("server.pem")], ["--tls-key", p("server.key")]
+        cases = [
+            (["--tls-cert", p("missing.pem"), *key], p("missing.pem")),
+            (["--tls-cert", p("garbage.pem"), *key], p("garbage.pem") + " (--tls-cert): no PEM"),
+            ([*cert, "--tls-key", p("garbage.pem")], p("garbage.pem") + " (--tls-key): no "),
+            ([*cert, "--tls-key", p("client.key")], p("client.key") + " (--tls-key) does not match"),
+            ([*cert, "--tls-key", p("server.pem")], p("server.pem") + " (--tls-key): no"),
+            (cert, "--tls-cert and --tls-key go together"),
+            (key, "--tls-cert and --tls-key go together"),
+            (["--tls-client-ca", p("client-ca.pem")], "--tls-client-ca needs TLS"),
+            ([*cert, *key, "--tls-client-ca", p("garbage.pem")],
+             p("garbage.pem") + " (--tls-client-ca): no PEM"),
+            (["--token-file", p("missing-token")], p("missing-token")),
+            (["--token-file", p("short-token")], p("short-token") + " (--token-file): shorter than 16"),
+            (["--token-file", p("two-lines")], p("two-lines") + ": byte 23 is not"),
+            (["--admin-token-file", p("short-token")], p("short-token")),
+            (["--token-file", self.token_file, "--admin-token-file", self.token_file],
+             "the admin token must differ"),
+        ]
+        for args, message in cases:
+            with self.subTest(args=args):
+                r = subprocess.run([SERVER_BIN, "--listen", "127.0.0.1:0", "--history",
+                                    p("bad-history"), "--metrics", "off", *args],
+                                   capture_output=True, text=True, timeout=30)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn("TLS or token configuration", r.stderr)
+                self.assertIn(message, r.stderr)
+                self.assertNotIn("secret-short", r.stderr)  # a token is never echoed
+                self.assertNotIn("first-line-of", r.stderr)
+        # The same options from a config file and from the environment.
+        with open(p("tls-config.json"), "w") as f:
+            json.dump({"tls-cert": p("server.pem"), "tls-key": p("garbage.pem")}, f)
+        for args, extra_env, message in (
+                (["--config", p("tls-config.json")], {}, p("garbage.pem") + " (--tls-key)"),
+                ([], {"DR_TOKEN_FILE": p("short-token")}, p("short-token") + " (--token-file)"),
+                ([], {"DR_ADMIN_TOKEN_FILE": p("short-token")},
+                 p("short-token") + " (--admin-token-file)"),
+                ([], {"DR_TLS_CERT": p("server.pem")}, "--tls-key is missing")):
+            with self.subTest(args=args, env=extra_env):
+                env = dict(os.environ, **extra_env)
+                r = subprocess.run([SERVER_BIN, "--listen", "127.0.0.1:0", "--history",
+                                    p("bad-history"), "--metrics", "off", *args],
+                                   capture_output=True, text=True, timeout=30, env=env)
+                self.assertEqual(r.returncode, 2, r.stderr)
+                self.assertIn(message, r.stderr)
+
+    def test_load_client_over_tls_with_a_token_counts_match_the_server_metrics(self):
+        def load(*args):
+            out = self.path(f"load-{len(args)}.json")
+            r = subprocess.run([LOAD_BIN, "--addr", f"127.0.0.1:{self.srv.port}", "--tls-ca",
+                                self.path("ca.pem"), "--duration", "2", "--json", out, *args], capture_output=True, text=True, timeout=60)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(out) as f:
+                return json.load(f)
+
+        names = [("Ingest", "ingest"), ("Health", "health")]
+        before = {(m, c): self.requests_total(m, c) for m, _ in names
+                  for c in ("OK", "UNAUTHENTICATED")}
+        # No warm-up: every call the server saw is in the client's counts.
+        ok = load("--mix", "ingest=3,health=1", "--token-file", self.token_file,
+                  "--warmup", "0", "--metadata", "x-load-run=tls")
+        refused = load("--method", "ingest", "--mode", "open", "--rate", "100", "--warmup", "0")
+        self.assertGreater(ok["calls"], 50)
+        self.assertEqual(ok["status"], {"OK": ok["calls"]})
+        self.assertEqual(refused["status"], {"UNAUTHENTICATED": refused["calls"]})
+        self.assertGreater(refused["calls"], 100)
+        grown = {k: self.requests_total(*k) - v for k, v in before.items()}
+        self.assertEqual(grown[("Ingest", "OK")], ok["methods"]["ingest"]["status"]["OK"])
+        self.assertEqual(grown[("Health", "OK")], ok["methods"]["health"]["status"]["OK"])
+        self.assertEqual(grown[("Ingest", "UNAUTHENTICATED")], refused["calls"])
+        self.assertEqual(grown[("Health", "UNAUTHENTICATED")], 0)
+        self.assertEqual(sum(ok["latency_histogram"]["count"]), ok["calls"])
+        self.assertEqual(sum(ok["timeline"]["calls"]), ok["calls"])
+        self.assertEqual(sum(refused["timeline"]["errors"]), refused["calls"])
+        self.assertEqual(ok["connections"], 1)
+        if shutil.which("ss"):
+            self.assert_load_opens_connections(3)
+        # Bad transport options are refused before any call.
+        for args in (["--tls-cert", self.path("client.pem")], ["--metadata", "novalue"],
+                     ["--metadata", "Upper=1"], ["--tls-ca", self.path("missing.pem")]):
+            r = subprocess.run([LOAD_BIN, "--addr", f"127.0.0.1:{self.srv.port}", *args,
+                                "--duration", "1"], capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 2, (args, r.stderr))
+
+    def assert_load_opens_connections(self, n):
+        """driftrec-load --connections n holds n more connections to the server while it runs."""
+        def established():
+            out = subprocess.run(["ss", "-Htn", "state", "established",
+                                  f"( dport = :{self.srv.port} )"], capture_output=True,
+                                 text=True, timeout=10).stdout
+            return len(out.splitlines())
+        before = established()
+        proc = subprocess.Popen([LOAD_BIN, "--addr", f"127.0.0.1:{self.srv.port}", "--tls-ca",
+                                 self.path("ca.pem"), "--method", "health", "--connections",
+                                 str(n), "--warmup", "0", "--duration", "2"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        most = 0
+        while proc.poll() is None:
+            most = max(most, established() - before)
+            time.sleep(0.1)
+        self.assertEqual(proc.returncode, 0)
+        self.assertEqual(most, n)
+
+    @unittest.skipIf(subprocess.run(["/usr/bin/python3", "-c", "import matplotlib"],
+                                    capture_output=True).returncode != 0,
+                     "python3-matplotlib is not installed")
+    def test_load_plot_makes_a_png(self):
+        png = self.path("load.png")
+        r = subprocess.run([LOAD_BIN, "--addr", f"127.0.0.1:{self.srv.port}", "--tls-ca",
+                            self.path("ca.pem"), "--token-file", self.token_file, "--mix",
+                            "ingest=1,health=1", "--warmup", "0", "--duration", "1.5",
+                            "--json", self.path("plotted.json"), "--plot", png],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        data = read(png)
+        self.assertEqual(data[:8], b"\x89PNG\r\n\x1a\n")
+        self.assertGreater(len(data), 10_000)
+        script = os.path.join(REPO, "bench/load/plot_load.py")
+        both = self.path("both.png")
+        r = subprocess.run(["/usr/bin/python3", script, self.path("plotted.json"),
+                            self.path("plotted.json"), "--label", "a", "--label", "b", "-o", both],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(read(both)[:8], b"\x89PNG\r\n\x1a\n")
+        with open(self.path("not-a-result.json"), "w") as f:
+            f.write('{"calls": 3}')
+        for bad in ("not-a-result.json", "ca.pem", "missing.json"):
+            r = subprocess.run(["/usr/bin/python3", script, self.path(bad), "-o",
+                                self.path("bad.png")], capture_output=True, text=True, timeout=120)
+            self.assertEqual(r.returncode, 2, bad)
+            self.assertIn("plot_load:", r.stderr)
+        self.assertFalse(os.path.exists(self.path("bad.png")))
 
 
 class Shutdown(unittest.TestCase):
