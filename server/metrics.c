@@ -60,6 +60,7 @@ struct dr_metrics {
     char model_name[129], model_version[129];
     atomic_uint_fast64_t requests[DR_METRIC_METHOD_COUNT][DR_METRIC_STATUS_COUNT];
     atomic_uint_fast64_t deadline_drops;
+    atomic_uint_fast64_t misrouted;
     atomic_uint_fast64_t skipped[DR_SKIP_COUNT];
     bool (*cache_fn)(void *, struct dr_state_cache_stats *);
     void *cache_ctx;
@@ -121,6 +122,12 @@ void dr_metrics_count_deadline_drop(struct dr_metrics *m)
 {
     if (m)
         atomic_fetch_add_explicit(&m->deadline_drops, 1, memory_order_relaxed);
+}
+
+void dr_metrics_count_misrouted(struct dr_metrics *m)
+{
+    if (m)
+        atomic_fetch_add_explicit(&m->misrouted, 1, memory_order_relaxed);
 }
 
 void dr_metrics_set_queue_depth_fn(struct dr_metrics *m, size_t (*fn)(void *), void *ctx)
@@ -218,6 +225,12 @@ char *dr_metrics_render(struct dr_metrics *m)
         "their deadline had passed.\n# TYPE driftrec_deadline_dropped_total counter\n"
         "driftrec_deadline_dropped_total %llu\n",
         (unsigned long long)load(&m->deadline_drops));
+    put(&t,
+        "# HELP driftrec_ab_misrouted_total Calls whose x-ab-variant header (the arm an A/B "
+        "proxy chose) is not this instance's variant.\n"
+        "# TYPE driftrec_ab_misrouted_total counter\n"
+        "driftrec_ab_misrouted_total{variant=\"%s\"} %llu\n",
+        m->variant, (unsigned long long)load(&m->misrouted));
     static const char *const skip_reasons[DR_SKIP_COUNT] = {"unknown_item", "unknown_event_type",
                                                             "unreadable"};
     put(&t, "# HELP driftrec_skipped_events_total Events left out of a user vector (counted each "

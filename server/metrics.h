@@ -53,6 +53,8 @@ void dr_metrics_count_request(struct dr_metrics *m, enum dr_metric_method method
 void dr_metrics_observe_ns(struct dr_metrics *m, enum dr_metric_hist hist,
                            enum dr_metric_method method, uint64_t ns);
 void dr_metrics_count_deadline_drop(struct dr_metrics *m);
+/* A call whose x-ab-variant header names another arm than this instance's. */
+void dr_metrics_count_misrouted(struct dr_metrics *m);
 /* A gauge read at scrape time (e.g. the work queue's depth). */
 void dr_metrics_set_queue_depth_fn(struct dr_metrics *m, size_t (*fn)(void *), void *ctx);
 /* The info gauge's model; any time, any thread (a model may be loaded after the start). */

@@ -19,6 +19,9 @@ struct dr_server_opts {
     size_t queue_capacity;    /* work queue slots; full = RESOURCE_EXHAUSTED */
     int max_message_bytes;    /* larger requests get RESOURCE_EXHAUSTED from gRPC */
     const char *variant;      /* A/B arm reported in replies ("" = none) */
+    /* Recommend, Rank and Ingest without an x-user-id header are refused (behind an A/B proxy
+     * that splits by it); with one, it must match the message's user id either way. */
+    bool is_user_header_required;
     int drain_grace_ms;       /* in-flight calls get this long at shutdown */
     const char *metrics_addr; /* Prometheus /metrics on host:port; NULL or "" = off */
     /* BERT model directory for Embed; NULL or "" = none.  Embed's only: Recommend's query text
