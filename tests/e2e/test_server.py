@@ -376,9 +376,10 @@ FLOAT_TOL = 1e-5  # the same model and events on two paths (replay, cached steps
 class Bundle:
     """A small bundle from the training package's writer (docs/bundle.md): a random-init
     interest model exported as int8, random item vectors, four named categories; and the fp32
-    PyTorch model it came from, the reference for every user vector."""
+    PyTorch model it came from, the reference for every user vector.  model_seed picks the
+    interest model's random weights (another seed: another model over the same items)."""
 
-    def __init__(self, out_dir):
+    def __init__(self, out_dir, model_seed=7):
         if TRAIN_DIR not in sys.path:
             sys.path.insert(0, TRAIN_DIR)
         import driftrec_train.runtime  # noqa: F401  (BLAS set-up: before numpy and torch load)
@@ -390,7 +391,7 @@ class Bundle:
         config = interest.InterestConfig(item_dim=DIM, hidden_size=32, num_layers=1,
                                          max_events=MAX_EVENTS, half_life_s=2 * 86400.0)
         self.model = interest.InterestModel(config)
-        interest.random_init(self.model, torch.Generator().manual_seed(7))
+        interest.random_init(self.model, torch.Generator().manual_seed(model_seed))
         self.model.eval()
         rng = np.random.default_rng(20261128)
         self.ids = [f"item-{i}" for i in range(N_ITEMS)]
