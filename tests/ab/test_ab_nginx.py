@@ -269,12 +269,12 @@ class ABThroughNginx(unittest.TestCase):
         self.assertEqual({x["arm"] for x in lines}, {"A", "B"})
 
         # The report over both instances' event logs.
-        paths = {n: os.path.join(self.out, n) for n in ("report.json", "report.md", "ctr.png")}
+        paths = {n: os.path.join(self.out, n) for n in ("report.json", "report.md", "chart.png")}
         r = subprocess.run(
             [REPORT_TOOL, "--history-bin", HISTORY_BIN, self.servers["A"].history_dir,
              self.servers["B"].history_dir, "--split", f"A={SHARE_A},B={100 - SHARE_A}",
              "--control", "A", "--json", paths["report.json"], "--markdown", paths["report.md"],
-             "--chart", paths["ctr.png"], "--title", "driftrec A/B e2e (nginx, 300 users)"],
+             "--chart", paths["chart.png"], "--title", "driftrec A/B e2e (nginx, 300 users)"],
             capture_output=True, text=True, timeout=120)
         self.assertEqual(r.returncode, 0, r.stderr)
         with open(paths["report.json"]) as f:
@@ -288,7 +288,7 @@ class ABThroughNginx(unittest.TestCase):
             self.assertEqual(report["arms"][arm]["impressions"],
                              per_arm[arm] * REQUESTS_PER_USER * K)
         self.assertGreater(report["arms"]["B"]["ctr"]["ci"][0], report["arms"]["A"]["ctr"]["ci"][1])
-        with open(paths["ctr.png"], "rb") as f:
+        with open(paths["chart.png"], "rb") as f:
             self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
         with open(paths["report.md"]) as f:
             sys.stderr.write("\n" + f.read() + f"\n(kept in {self.out}; "
