@@ -48,7 +48,14 @@ static void usage(FILE *out)
             "                       compute (DEADLINE_EXCEEDED, driftrec_deadline_dropped_total)\n"
             "  --max-message-mb N   largest request accepted (default 4)\n"
             "  --variant NAME       A/B arm reported in the x-variant reply header (env "
-            "DR_VARIANT)\n"
+            "DR_VARIANT);\n"
+            "                       a call whose x-ab-variant header names another arm is\n"
+            "                       served, logged and counted (driftrec_ab_misrouted_total)\n"
+            "  --require-user-header on|off\n"
+            "                       on: Recommend, Rank and Ingest need an x-user-id header\n"
+            "                       (behind an A/B proxy; default off).  Either way a given\n"
+            "                       x-user-id must equal the message's user id(s), else\n"
+            "                       INVALID_ARGUMENT (env DR_REQUIRE_USER_HEADER)\n"
             "  --drain-grace-ms N   in-flight calls' grace period at shutdown (default 5000)\n"
             "  --drain-delay-ms N   at SIGTERM, health answers NOT_SERVING for N ms while\n"
             "                       calls are still served, so load balancers stop routing\n"
@@ -193,7 +200,13 @@ static bool apply_option(struct options *o, const char *name, const char *v, con
         opts->max_message_bytes = (int)parse_count(label, v, 1024) << 20;
     else if (strcmp(name, "variant") == 0)
         opts->variant = v;
-    else if (strcmp(name, "text-model") == 0)
+    else if (strcmp(name, "require-user-header") == 0) {
+        if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
+            fprintf(stderr, "driftrec-server: %s %s: expected on or off\n", label, v);
+            exit(2);
+        }
+        opts->is_user_header_required = strcmp(v, "on") == 0;
+    } else if (strcmp(name, "text-model") == 0)
         opts->text_model = v;
     else if (strcmp(name, "model") == 0)
         o->model.bundle_dir = v;
@@ -377,6 +390,7 @@ int main(int argc, char **argv)
         {"DR_LISTEN", "listen"},
         {"DR_HISTORY", "history"},
         {"DR_VARIANT", "variant"},
+        {"DR_REQUIRE_USER_HEADER", "require-user-header"},
         {"DR_METRICS", "metrics"},
         {"DR_TEXT_MODEL", "text-model"},
         {"DR_MODEL", "model"},

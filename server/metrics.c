@@ -63,6 +63,7 @@ struct dr_metrics {
     atomic_uint_fast64_t deadline_expired_on_arrival; /* before it was queued */
     atomic_uint_fast64_t model_loads[2];              /* [0] failed, [1] ok */
     atomic_uint_fast64_t refusals[DR_REFUSED_COUNT];
+    atomic_uint_fast64_t misrouted;
     atomic_uint_fast64_t skipped[DR_SKIP_COUNT];
     bool (*cache_fn)(void *, struct dr_state_cache_stats *);
     void *cache_ctx;
@@ -137,6 +138,12 @@ void dr_metrics_count_model_load(struct dr_metrics *m, bool ok)
 {
     if (m)
         atomic_fetch_add_explicit(&m->model_loads[ok], 1, memory_order_relaxed);
+}
+
+void dr_metrics_count_misrouted(struct dr_metrics *m)
+{
+    if (m)
+        atomic_fetch_add_explicit(&m->misrouted, 1, memory_order_relaxed);
 }
 
 void dr_metrics_set_queue_depth_fn(struct dr_metrics *m, size_t (*fn)(void *), void *ctx)
@@ -254,6 +261,12 @@ char *dr_metrics_render(struct dr_metrics *m)
         "driftrec_model_loads_total{result=\"ok\"} %llu\n"
         "driftrec_model_loads_total{result=\"failed\"} %llu\n",
         (unsigned long long)load(&m->model_loads[1]), (unsigned long long)load(&m->model_loads[0]));
+    put(&t,
+        "# HELP driftrec_ab_misrouted_total Calls whose x-ab-variant header (the arm an A/B "
+        "proxy chose) is not this instance's variant.\n"
+        "# TYPE driftrec_ab_misrouted_total counter\n"
+        "driftrec_ab_misrouted_total{variant=\"%s\"} %llu\n",
+        m->variant, (unsigned long long)load(&m->misrouted));
     static const char *const skip_reasons[DR_SKIP_COUNT] = {"unknown_item", "unknown_event_type",
                                                             "unreadable"};
     put(&t, "# HELP driftrec_skipped_events_total Events left out of a user vector (counted each "

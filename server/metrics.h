@@ -63,6 +63,8 @@ enum dr_metric_refusal { DR_REFUSED_QUEUE_FULL, DR_REFUSED_EXPECTED_WAIT, DR_REF
 void dr_metrics_count_refusal(struct dr_metrics *m, enum dr_metric_refusal reason);
 /* A recommendation model load (at start or a reload) that succeeded or failed. */
 void dr_metrics_count_model_load(struct dr_metrics *m, bool ok);
+/* A call whose x-ab-variant header names another arm than this instance's. */
+void dr_metrics_count_misrouted(struct dr_metrics *m);
 /* A gauge read at scrape time (e.g. the work queue's depth). */
 void dr_metrics_set_queue_depth_fn(struct dr_metrics *m, size_t (*fn)(void *), void *ctx);
 /* The info gauge's model; any time, any thread (a model may be loaded after the start). */

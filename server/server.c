@@ -118,6 +118,8 @@ struct dr_server {
     atomic_uint_fast64_t n_request_ids;
     /* Failed requests the server is to blame for are logged (WARN) at most 10 a second. */
     struct dr_log_rate failure_log_rate;
+    /* Calls an A/B proxy sent here for another arm (x-ab-variant): WARN, 10 a second. */
+    struct dr_log_rate misroute_log_rate;
     atomic_uint_fast64_t compute_mean_ns; /* admission control's estimate (run_job) */
     atomic_long n_unanswered; /* calls arrived and not yet answered (the drain reports them) */
     atomic_bool is_draining;  /* health: NOT_SERVING (from the drain's start) */
@@ -428,6 +430,12 @@ static void handle_ingest(struct call *c)
             free(events);
             reply(c, GRPC_STATUS_INVALID_ARGUMENT, msg, NULL);
             return;
+        }
+        /* Feedback without a variant is labelled with the arm that received it, so an A/B
+         * report can attribute it; a variant the client gives is kept as given. */
+        if (events[i].variant_len == 0 && c->srv->variant[0]) {
+            events[i].variant = c->srv->variant;
+            events[i].variant_len = strlen(c->srv->variant);
         }
     }
     size_t accepted = 0, duplicates = 0;
@@ -870,11 +878,90 @@ static bool is_authorized(struct call *c)
     return false;
 }
 
+/* The value of request metadata key (lower case), or NULL; an empty value counts as absent. */
+static const grpc_slice *metadata_value(const grpc_metadata_array *md, const char *key)
+{
+    for (size_t i = 0; i < md->count; i++)
+        if (grpc_slice_str_cmp(md->metadata[i].key, key) == 0)
+            return GRPC_SLICE_LENGTH(md->metadata[i].value) ? &md->metadata[i].value : NULL;
+    return NULL;
+}
+
+static bool slice_equals(const grpc_slice *s, const ProtobufCBinaryData *b, bool has)
+{
+    size_t len = has ? b->len : 0;
+    return GRPC_SLICE_LENGTH(*s) == len && memcmp(GRPC_SLICE_START_PTR(*s), b->data, len) == 0;
+}
+
+/* A proxy routes on x-user-id because it cannot read the message: the header must then name
+ * the user the message names (every event's user, for Ingest), or the split and the logs
+ * would disagree about whose call this was.  Without the header (a direct caller) anything
+ * goes, unless the server requires it.  Neither message names a user id (log privacy). */
+static bool check_user_header(const struct call *c, char *msg, size_t msg_size)
+{
+    if (c->method != M_RECOMMEND && c->method != M_RANK && c->method != M_INGEST)
+        return true;
+    const grpc_slice *header = metadata_value(&c->request_md, "x-user-id");
+    if (!header) {
+        if (!c->srv->opts.is_user_header_required)
+            return true;
+        snprintf(msg, msg_size,
+                 "the x-user-id header is required on this instance (--require-user-header)");
+        return false;
+    }
+    if (c->method == M_RECOMMEND) {
+        const Driftrec__V1__RecommendRequest *r = (const void *)c->request;
+        if (slice_equals(header, &r->user_id, r->has_user_id))
+            return true;
+        snprintf(msg, msg_size, "the x-user-id header does not match user_id");
+        return false;
+    }
+    if (c->method == M_RANK) {
+        const Driftrec__V1__RankRequest *r = (const void *)c->request;
+        if (slice_equals(header, &r->user_id, r->has_user_id))
+            return true;
+        snprintf(msg, msg_size, "the x-user-id header does not match user_id");
+        return false;
+    }
+    const Driftrec__V1__IngestRequest *r = (const void *)c->request;
+    for (size_t i = 0; i < r->n_events; i++)
+        if (!slice_equals(header, &r->events[i]->user_id, r->events[i]->has_user_id)) {
+            snprintf(msg, msg_size, "events[%zu].user_id does not match the x-user-id header", i);
+            return false;
+        }
+    return true;
+}
+
+/* An A/B proxy says which arm it meant (x-ab-variant); a call that reached another arm is
+ * served all the same (the client still gets an answer, and the reply's x-variant says who
+ * gave it) but counted and logged: the split's configuration is wrong. */
+static void check_ab_variant(struct call *c)
+{
+    struct dr_server *srv = c->srv;
+    const grpc_slice *arm = metadata_value(&c->request_md, "x-ab-variant");
+    if (!arm || grpc_slice_str_cmp(*arm, srv->variant) == 0)
+        return;
+    dr_metrics_count_misrouted(srv->metrics);
+    uint64_t n_suppressed = 0;
+    if (!dr_log_enabled(DR_LOG_WARN) || !dr_log_rate_allow(&srv->misroute_log_rate, &n_suppressed))
+        return;
+    struct dr_log_line line;
+    dr_log_begin(&line, DR_LOG_WARN, "call routed to the wrong A/B arm");
+    dr_log_strn(&line, "x_ab_variant", (const char *)GRPC_SLICE_START_PTR(*arm),
+                GRPC_SLICE_LENGTH(*arm) > DR_MAX_TAG_BYTES ? DR_MAX_TAG_BYTES
+                                                           : GRPC_SLICE_LENGTH(*arm));
+    dr_log_str(&line, "variant", srv->variant);
+    if (n_suppressed)
+        dr_log_int(&line, "suppressed", (long long)n_suppressed);
+    dr_log_end(&line);
+}
+
 static void handle_new_call(struct call *c)
 {
     struct dr_server *srv = c->srv;
     if (!is_authorized(c))
         return;
+    check_ab_variant(c);
     if (c->method == M_GENERIC) {
         char *method = grpc_slice_to_c_string(c->details.method);
         char msg[300];
@@ -918,6 +1005,10 @@ static void handle_new_call(struct call *c)
     }
     char msg[256];
     if (!dr_validate_request(c->request, msg, sizeof msg)) {
+        reply(c, GRPC_STATUS_INVALID_ARGUMENT, msg, NULL);
+        return;
+    }
+    if (!check_user_header(c, msg, sizeof msg)) {
         reply(c, GRPC_STATUS_INVALID_ARGUMENT, msg, NULL);
         return;
     }

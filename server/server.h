@@ -21,8 +21,11 @@ struct dr_server_opts {
     /* Refuse (RESOURCE_EXHAUSTED) a call the queue's expected wait would make miss its
      * deadline, instead of queueing it (server.c, admit). */
     bool admit_by_deadline;
-    int max_message_bytes;    /* larger requests get RESOURCE_EXHAUSTED from gRPC */
-    const char *variant;      /* A/B arm reported in replies ("" = none) */
+    int max_message_bytes; /* larger requests get RESOURCE_EXHAUSTED from gRPC */
+    const char *variant;   /* A/B arm reported in replies ("" = none) */
+    /* Recommend, Rank and Ingest without an x-user-id header are refused (behind an A/B proxy
+     * that splits by it); with one, it must match the message's user id either way. */
+    bool is_user_header_required;
     int drain_grace_ms;       /* in-flight calls get this long at shutdown */
     const char *metrics_addr; /* Prometheus /metrics on host:port; NULL or "" = off */
     /* BERT model directory for Embed; NULL or "" = none.  Embed's only: Recommend's query text

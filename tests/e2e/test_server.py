@@ -385,9 +385,10 @@ FLOAT_TOL = 1e-5  # the same model and events on two paths (replay, cached steps
 class Bundle:
     """A small bundle from the training package's writer (docs/bundle.md): a random-init
     interest model exported as int8, random item vectors, four named categories; and the fp32
-    PyTorch model it came from, the reference for every user vector."""
+    PyTorch model it came from, the reference for every user vector.  model_seed picks the
+    interest model's random weights (another seed: another model over the same items)."""
 
-    def __init__(self, out_dir):
+    def __init__(self, out_dir, model_seed=7):
         if TRAIN_DIR not in sys.path:
             sys.path.insert(0, TRAIN_DIR)
         import driftrec_train.runtime  # noqa: F401  (BLAS set-up: before numpy and torch load)
@@ -399,7 +400,7 @@ class Bundle:
         config = interest.InterestConfig(item_dim=DIM, hidden_size=32, num_layers=1,
                                          max_events=MAX_EVENTS, half_life_s=2 * 86400.0)
         self.model = interest.InterestModel(config)
-        interest.random_init(self.model, torch.Generator().manual_seed(7))
+        interest.random_init(self.model, torch.Generator().manual_seed(model_seed))
         self.model.eval()
         rng = np.random.default_rng(20261128)
         self.ids = [f"item-{i}" for i in range(N_ITEMS)]
@@ -2342,6 +2343,112 @@ class TlsAndTokens(unittest.TestCase):
             self.assertEqual(r.returncode, 2, bad)
             self.assertIn("plot_load:", r.stderr)
         self.assertFalse(os.path.exists(self.path("bad.png")))
+
+
+class ProxyHeaders(unittest.TestCase):
+    """What an A/B proxy in front sends (docs/ab-testing.md): x-user-id, which must name the
+    message's user; x-ab-variant, the arm it chose, which a misrouted call contradicts."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.TemporaryDirectory()
+        cls.srv = Server(cls.dir.name + "/history")
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.srv.stop() == 0, cls.srv.stderr()
+        cls.dir.cleanup()
+
+    def call(self, srv, method, request, response_type, metadata=()):
+        fn = srv.channel.unary_unary(method, request_serializer=lambda m: m.SerializeToString(),
+                                     response_deserializer=response_type.FromString)
+        return fn(request, metadata=list(metadata), timeout=5)
+
+    def ingest(self, events, metadata=(), srv=None):
+        return self.call(srv or self.srv, "/driftrec.v1.Recommender/Ingest",
+                         pb.IngestRequest(events=events), pb.IngestResponse, metadata)
+
+    def assert_refused(self, fn, message):
+        with self.assertRaises(grpc.RpcError) as cm:
+            fn()
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertEqual(cm.exception.details(), message)
+
+    def test_user_header_must_name_every_event_user(self):
+        ok = self.ingest([event(user="hu1", item="a", event_id="hu1-1"),
+                          event(user="hu1", item="b", event_id="hu1-2")],
+                         [("x-user-id", "hu1")])
+        self.assertEqual(ok.accepted, 2)
+        self.assert_refused(
+            lambda: self.ingest([event(user="hu1", item="c", event_id="hu1-3"),
+                                 event(user="hu2", item="d", event_id="hu1-4")],
+                                [("x-user-id", "hu1")]),
+            "events[1].user_id does not match the x-user-id header")
+        self.assert_refused(lambda: self.ingest([event(user="hu10", item="e")],
+                                                [("x-user-id", "hu1")]),
+                            "events[0].user_id does not match the x-user-id header")
+        # Nothing of a refused batch is stored; without the header anything goes.
+        self.assertEqual([r["item_id"] for r in history(self.srv.history_dir, "user", "hu1")],
+                         ["a", "b"])
+        self.assertEqual(self.ingest([event(user="hu2", item="f")]).accepted, 1)
+        # An empty header is no header (what a proxy sends for an anonymous caller).
+        self.assertEqual(self.ingest([event(user="hu3", item="g")], [("x-user-id", "")]).accepted,
+                         1)
+
+    def test_user_header_on_recommend_and_rank(self):
+        # Checked before the model is needed: this instance has none, so a matching header
+        # gets FAILED_PRECONDITION and a mismatched one INVALID_ARGUMENT.
+        for method, req, resp in [
+                ("Recommend", pb.RecommendRequest(user_id="hu1", k=3), pb.RecommendResponse),
+                ("Rank", pb.RankRequest(user_id="hu1", candidate_item_ids=["a"]),
+                 pb.RankResponse)]:
+            with self.subTest(method):
+                path = "/driftrec.v1.Recommender/" + method
+                self.assert_refused(lambda: self.call(self.srv, path, req, resp,
+                                                      [("x-user-id", "hu2")]),
+                                    "the x-user-id header does not match user_id")
+                with self.assertRaises(grpc.RpcError) as cm:
+                    self.call(self.srv, path, req, resp, [("x-user-id", "hu1")])
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
+
+    def test_feedback_without_a_variant_is_labelled_with_this_arm(self):
+        self.ingest([event(user="hv1", item="x", request_id="r-1", position=0, event_id="hv-1"),
+                     event(user="hv1", item="y", variant="B", event_id="hv-2")])
+        rows = {r["item_id"]: r for r in history(self.srv.history_dir, "log", "event")
+                if r["user_id"] == "hv1"}
+        self.assertEqual(rows["x"]["variant"], "A")  # the server's --variant
+        self.assertEqual(rows["y"]["variant"], "B")  # as given
+
+    def test_misrouted_calls_are_served_and_counted(self):
+        def misrouted():
+            return metric(self.srv.metrics(), 'driftrec_ab_misrouted_total{variant="A"}')
+
+        before = misrouted()
+        self.assertEqual(self.ingest([event(user="hm1", item="a")],
+                                     [("x-ab-variant", "A")]).accepted, 1)
+        self.assertEqual(misrouted(), before)
+        r = self.ingest([event(user="hm1", item="b")], [("x-ab-variant", "B")])
+        self.assertEqual(r.accepted, 1)  # served all the same
+        self.assertEqual(misrouted(), before + 1)
+        self.assertIn('"msg":"call routed to the wrong A/B arm","x_ab_variant":"B","variant":"A"',
+                      self.srv.stderr())
+
+    def test_required_user_header(self):
+        with tempfile.TemporaryDirectory() as d:
+            srv = Server(d + "/history", "--require-user-header", "on")
+            try:
+                self.assert_refused(
+                    lambda: self.ingest([event(user="hr1")], srv=srv),
+                    "the x-user-id header is required on this instance (--require-user-header)")
+                self.assertEqual(self.ingest([event(user="hr1")], [("x-user-id", "hr1")],
+                                             srv=srv).accepted, 1)
+                self.assertEqual(srv.health(), health_pb2.HealthCheckResponse.SERVING)  # exempt
+            finally:
+                self.assertEqual(srv.stop(), 0, srv.stderr())
+            r = subprocess.run([SERVER_BIN, "--require-user-header", "yes"], capture_output=True,
+                               text=True, timeout=30)
+            self.assertEqual(r.returncode, 2)
+            self.assertIn("--require-user-header yes: expected on or off", r.stderr)
 
 
 class Shutdown(unittest.TestCase):
