@@ -102,7 +102,11 @@ static enum dr_status parse_url(struct dr__history_redis *r, const char *url, st
         snprintf(r->where, sizeof r->where, "redis %s", path);
         return DR_OK;
     }
-    const char *p = url + 8; /* past redis:// */
+    const char *p = url + 8;             /* past redis:// */
+    if (memchr(p, '@', strcspn(p, "/"))) /* not echoed: it may hold a password */
+        return dr_error_set(err, DR_ERR_INVALID_ARG,
+                            "history: a Redis URL with a user or password is not supported "
+                            "(no AUTH: keep Redis on loopback, a socket or a private network)");
     const char *host_end;
     const char *host = p;
     if (*p == '[') {
@@ -116,9 +120,8 @@ static enum dr_status parse_url(struct dr__history_redis *r, const char *url, st
         p = host_end;
     }
     size_t host_len = (size_t)(host_end - host);
-    if (host_len == 0 || host_len >= sizeof r->host || memchr(host, '@', host_len))
-        return dr_error_set(err, DR_ERR_INVALID_ARG,
-                            "history: %s: expected redis://HOST:PORT[/DB] (no user or password)",
+    if (host_len == 0 || host_len >= sizeof r->host)
+        return dr_error_set(err, DR_ERR_INVALID_ARG, "history: %s: expected redis://HOST:PORT[/DB]",
                             url);
     memcpy(r->host, host, host_len);
     r->host[host_len] = '\0';

@@ -62,8 +62,8 @@ static inline void dr_test_redis_spawn(struct dr_test_redis *r)
         char log[300];
         snprintf(log, sizeof log, "%s/redis.log", r->dir);
         execl(bin, bin, "--port", "0", "--unixsocket", r->sock, "--dir", r->dir, "--appendonly",
-              r->is_volatile ? "no" : "yes", "--appendfsync", "always", "--save", "",
-              "--logfile", log, "--daemonize", "no", (char *)NULL);
+              r->is_volatile ? "no" : "yes", "--appendfsync", "always", "--save", "", "--logfile",
+              log, "--daemonize", "no", (char *)NULL);
         _exit(127);
     }
     if (pid < 0) {

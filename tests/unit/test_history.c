@@ -120,8 +120,8 @@ static void visit(void *ctx, const uint8_t *packed, size_t len)
         s->n_bad++;
     } else {
         size_t at = strlen(s->items);
-        snprintf(s->items + at, sizeof s->items - at, "%s%.*s", at ? "," : "",
-                 (int)e->item_id.len, (const char *)e->item_id.data);
+        snprintf(s->items + at, sizeof s->items - at, "%s%.*s", at ? "," : "", (int)e->item_id.len,
+                 (const char *)e->item_id.data);
     }
     if (e)
         driftrec__v1__event__free_unpacked(e, NULL);
@@ -164,8 +164,8 @@ static void visit_log(void *ctx, const struct dr_history_log_record *rec)
                  (int)e->item_id.len, (const char *)e->item_id.data, (int)rec->model_version_len,
                  rec->model_version);
     else
-        snprintf(s->text + at, sizeof s->text - at, "%se:%.*s", at ? "," : "",
-                 (int)e->item_id.len, (const char *)e->item_id.data);
+        snprintf(s->text + at, sizeof s->text - at, "%se:%.*s", at ? "," : "", (int)e->item_id.len,
+                 (const char *)e->item_id.data);
     driftrec__v1__event__free_unpacked(e, NULL);
 }
 
@@ -179,7 +179,7 @@ static const char *read_log(struct dr_history *h, struct log_seen *s)
 }
 
 static enum dr_status store_write(struct dr_history *h, const struct dr_event *e, size_t n,
-                            size_t *accepted, size_t *duplicates, bool *is_stored)
+                                  size_t *accepted, size_t *duplicates, bool *is_stored)
 {
     struct dr_error err = {0};
     return dr_history_write(h, e, n, accepted, duplicates, is_stored, &err);
@@ -192,8 +192,8 @@ static int test_order(void)
     struct dr_history *h = open_store();
     static const char uid[] = "\xc3\xa9l\xc3\xa8ve \xe4\xb8\xad \xf0\x9f\x98\x80 \x01\x7f";
     struct dr_event a[] = {
-        ev("u1", "late", 300, NULL),     ev("u1", "early", 100, NULL),
-        ev("u1", "mid-1", 200, NULL),    ev("u10", "other", 150, NULL),
+        ev("u1", "late", 300, NULL),          ev("u1", "early", 100, NULL),
+        ev("u1", "mid-1", 200, NULL),         ev("u10", "other", 150, NULL),
         ev(uid, "utf8", 5, "\xe2\x82\xac-1"), ev("u1", "mid-2", 200, NULL), /* same ts: arrival */
     };
     size_t acc = 0, dup = 9;
@@ -227,14 +227,12 @@ static int test_idempotent(void)
     bool is_stored[4];
     size_t acc = 0, dup = 0;
     DR_CHECK(store_write(h, a, 4, &acc, &dup, is_stored) == DR_OK, "write");
-    DR_CHECK(acc == 3 && dup == 1 && is_stored[0] && is_stored[1] && !is_stored[2] &&
-                 is_stored[3],
+    DR_CHECK(acc == 3 && dup == 1 && is_stored[0] && is_stored[1] && !is_stored[2] && is_stored[3],
              "acc %zu dup %zu", acc, dup);
     struct dr_event b[] = {ev("u", "b-again", 5, "id-b"), ev("u", "c", 6, "id-c"),
                            ev("v", "a-other-user", 7, "id-a"), ev("u", "no-id", 4, NULL)};
     DR_CHECK(store_write(h, b, 4, &acc, &dup, is_stored) == DR_OK, "write 2");
-    DR_CHECK(acc == 2 && dup == 2 && !is_stored[0] && is_stored[1] && !is_stored[2] &&
-                 is_stored[3],
+    DR_CHECK(acc == 2 && dup == 2 && !is_stored[0] && is_stored[1] && !is_stored[2] && is_stored[3],
              "acc %zu dup %zu", acc, dup);
     struct seen s;
     CHECK_STR(read_items(h, "u", 1, 0, &s), "a,b,no-id,no-id,c");
@@ -276,11 +274,11 @@ static int test_bad_input(void)
 
     static char version[DR_HISTORY_MAX_VERSION_BYTES + 2];
     memset(version, 'v', sizeof version - 1);
-    struct dr_impression imps[2] = {{.event = ev("ok", "shown", 3, NULL), .model_version = "v1",
-                                     .model_version_len = 2},
-                                    {.event = ev("ok", "shown-2", 3, NULL),
-                                     .model_version = version,
-                                     .model_version_len = DR_HISTORY_MAX_VERSION_BYTES + 1}};
+    struct dr_impression imps[2] = {
+        {.event = ev("ok", "shown", 3, NULL), .model_version = "v1", .model_version_len = 2},
+        {.event = ev("ok", "shown-2", 3, NULL),
+         .model_version = version,
+         .model_version_len = DR_HISTORY_MAX_VERSION_BYTES + 1}};
     st = dr_history_log_impressions(h, imps, 2, &err);
     DR_CHECK(st == DR_ERR_INVALID_ARG, "long version: %s", dr_status_str(st));
     imps[1].model_version_len = DR_HISTORY_MAX_VERSION_BYTES;
@@ -459,7 +457,8 @@ static int test_outage(void)
     printf("outage: %s (4 failed calls in %.1f ms)\n", err.msg, ms);
 
     dr_test_redis_spawn(&redis); /* the same AOF */
-    DR_CHECK(store_write(h, b, 1, &acc, NULL, NULL) == DR_OK && acc == 1, "write after the restart");
+    DR_CHECK(store_write(h, b, 1, &acc, NULL, NULL) == DR_OK && acc == 1,
+             "write after the restart");
     CHECK_STR(read_items(h, "u", 1, 0, &s), "before,during");
     CHECK_STR(read_log(h, l), "e:before,e:during");
 
@@ -600,7 +599,8 @@ static int test_config(void)
     DR_CHECK(store_write(a, &e, 1, &acc, NULL, NULL) == DR_OK && acc == 1, "a");
     e.item_id = "in-b";
     e.item_id_len = 4;
-    DR_CHECK(store_write(b, &e, 1, &acc, NULL, NULL) == DR_OK && acc == 1, "b: same id, other store");
+    DR_CHECK(store_write(b, &e, 1, &acc, NULL, NULL) == DR_OK && acc == 1,
+             "b: same id, other store");
     struct seen s;
     CHECK_STR(read_items(a, "u", 1, 0, &s), "in-a");
     CHECK_STR(read_items(b, "u", 1, 0, &s), "in-b");
@@ -624,8 +624,8 @@ static int test_config(void)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct dr_history *h = NULL;
         st = dr_history_open(bad[i], NULL, &h, &err);
-        DR_CHECK(st == DR_ERR_INVALID_ARG && !h && strstr(err.msg, "history:"), "%s: %s %s",
-                 bad[i], dr_status_str(st), err.msg);
+        DR_CHECK(st == DR_ERR_INVALID_ARG && !h && strstr(err.msg, "history:"), "%s: %s %s", bad[i],
+                 dr_status_str(st), err.msg);
     }
     char url[64];
     int port = 0;
@@ -642,8 +642,8 @@ static int test_config(void)
     snprintf(url, sizeof url, "redis://127.0.0.1:%d/3", port);
     struct dr_history *h = NULL;
     st = dr_history_open(url, NULL, &h, &err);
-    DR_CHECK(st == DR_ERR_UNAVAILABLE && !h && strstr(err.msg, "cannot connect"), "%s: %s %s",
-             url, dr_status_str(st), err.msg);
+    DR_CHECK(st == DR_ERR_UNAVAILABLE && !h && strstr(err.msg, "cannot connect"), "%s: %s %s", url,
+             dr_status_str(st), err.msg);
     DR_CHECK(dr_history_is_redis("redis://h") && dr_history_is_redis("unix:///s") &&
                  !dr_history_is_redis("var/history") && !dr_history_is_redis(NULL),
              "is_redis");
@@ -664,10 +664,10 @@ int main(int argc, char **argv)
         int (*fn)(void);
         bool is_redis_only;
     } cases[] = {
-        {"order", test_order, false},       {"idempotent", test_idempotent, false},
+        {"order", test_order, false},         {"idempotent", test_idempotent, false},
         {"bad_input", test_bad_input, false}, {"impressions", test_impressions, false},
-        {"threads", test_threads, false},   {"outage", test_outage, true},
-        {"crash", test_crash, true},        {"volatile", test_volatile, true},
+        {"threads", test_threads, false},     {"outage", test_outage, true},
+        {"crash", test_crash, true},          {"volatile", test_volatile, true},
         {"config", test_config, true},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
