@@ -27,7 +27,8 @@
  *
  * Every function may be called from any thread.  With Redis, a call that finds the server
  * unreachable (or gets no answer within the timeout) fails with DR_ERR_UNAVAILABLE and the
- * next call connects again.
+ * next call connects again; the process must ignore SIGPIPE (a write to a socket Redis
+ * closed would otherwise end it): driftrec-server and driftrec-history do.
  */
 #ifndef DR_HISTORY_H
 #define DR_HISTORY_H

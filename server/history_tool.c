@@ -12,6 +12,7 @@
  * for the service's operators, like the files it reads. */
 #include <cjson/cJSON.h>
 #include <lmdb.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +109,7 @@ static void visit_log(void *ctx, const struct dr_history_log_record *rec)
 
 int main(int argc, char **argv)
 {
+    signal(SIGPIPE, SIG_IGN); /* a Redis that closes the socket: an error, not the end */
     /* Reads only: a Redis that would lose writes is still readable. */
     struct dr_history_opts opts = {.allow_volatile = true};
     if (argc >= 4 && strcmp(argv[2], "--prefix") == 0) {

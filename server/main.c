@@ -355,6 +355,9 @@ int main(int argc, char **argv)
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    /* A write to a socket its peer closed (a Redis history that died mid-call) must fail
+     * that call with EPIPE, not end the process. */
+    signal(SIGPIPE, SIG_IGN);
 
     /* The server starts first and the bundle loads while it serves: health answers during
      * the load ("" SERVING: alive; driftrec.v1.Recommender NOT_SERVING until the model is

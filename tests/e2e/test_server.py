@@ -54,9 +54,10 @@ class RedisServer:
     """A real redis-server on a free loopback port, in its own directory, durable as a history
     store must be: every acknowledged write is in the AOF (fsync'd) before the reply."""
 
-    def __init__(self, durable=True):
+    def __init__(self, durable=True, replica_of=None):
         self.dir = tempfile.TemporaryDirectory()
         self.durable = durable
+        self.replica_of = ["--replicaof", "127.0.0.1", str(replica_of.port)] if replica_of else []
         self.proc = None
         self.start()
 
@@ -67,7 +68,8 @@ class RedisServer:
             self.proc = subprocess.Popen(
                 [REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
                  self.dir.name, "--appendonly", "yes" if self.durable else "no",
-                 "--appendfsync", "always", "--save", "", "--logfile", "redis.log"],
+                 "--appendfsync", "always", "--save", "", "--logfile", "redis.log",
+                 *self.replica_of],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and self.proc.poll() is None:
@@ -89,6 +91,12 @@ class RedisServer:
                 return s.recv(65536).split(b"\r\n")[0].decode()
         except OSError:
             return None
+
+    def info(self, section):
+        """INFO section's text."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+            s.sendall(f"INFO {section}\r\n".encode())
+            return s.recv(65536).decode()
 
     def kill(self, sig=signal.SIGKILL):
         if self.proc and self.proc.poll() is None:
@@ -1886,6 +1894,37 @@ class RedisSettings(unittest.TestCase):
                 self.assertIn("expected yes or no", r.stderr)
         finally:
             redis.stop()
+
+    def test_writes_wait_for_replicas(self):
+        # --history-replicas 1: an Ingest is acknowledged once a replica has it too; with the
+        # replica gone it fails with UNAVAILABLE (stored on the primary: the retry is a
+        # duplicate, not a second copy).
+        primary = RedisServer()
+        replica = RedisServer(replica_of=primary)
+        try:
+            deadline = time.monotonic() + 20
+            while "master_link_status:up" not in replica.info("replication"):
+                self.assertLess(time.monotonic(), deadline, "the replica did not sync")
+                time.sleep(0.05)
+            with tempfile.TemporaryDirectory() as d:
+                srv = Server(redis_target(primary, d), "--history-replicas", "1",
+                             "--history-timeout-ms", "1000")
+                try:
+                    self.assertEqual(srv.ingest([event(item="a", event_id="r-1")]).accepted, 1)
+                    replica.kill()
+                    start = time.monotonic()
+                    with self.assertRaises(grpc.RpcError) as cm:
+                        srv.ingest([event(item="b", event_id="r-2")])
+                    self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+                    self.assertGreater(time.monotonic() - start, 0.4)  # WAIT: half the timeout
+                    self.assertIn("0 of 1 replicas", srv.stderr())
+                    rows = history(srv.history_dir, "user", "u1")
+                    self.assertEqual([r["item_id"] for r in rows], ["a", "b"])
+                finally:
+                    self.assertEqual(srv.stop(), 0, srv.stderr())
+        finally:
+            replica.stop()
+            primary.stop()
 
     def test_bad_redis_targets_are_refused_with_a_message(self):
         with tempfile.TemporaryDirectory() as d:

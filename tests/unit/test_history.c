@@ -22,6 +22,8 @@
  *   volatile    a Redis with appendonly no is refused with a message naming the fix, opened
  *               with allow_volatile (info says not durable); there a kill -9 loses an
  *               acknowledged event, the loss the crash case would catch
+ *   replicas    wait_replicas 1 with no replica: the write fails with DR_ERR_UNAVAILABLE at
+ *               half the timeout, naming the replicas; it is on the primary, stored once
  *   config      key prefixes keep stores apart; bad URLs are refused with a message; a port
  *               nobody listens on is DR_ERR_UNAVAILABLE
  */
@@ -587,6 +589,32 @@ static int test_volatile(void)
     return dr_test_failures ? 1 : 0;
 }
 
+static int test_replicas(void)
+{
+    struct dr_history *h = NULL;
+    struct dr_error err = {0};
+    struct dr_history_opts opts = {.timeout_ms = 400, .wait_replicas = 1};
+    DR_CHECK(dr_history_open(redis.url, &opts, &h, &err) == DR_OK, "open: %s", err.msg);
+    if (!h)
+        return 1;
+    struct dr_event e = ev("u", "waited", 1, "id-w");
+    size_t acc = 0, dup = 0;
+    uint64_t t0 = dr_now_ns();
+    enum dr_status st = dr_history_write(h, &e, 1, &acc, NULL, NULL, &err);
+    double ms = (double)(dr_now_ns() - t0) / 1e6;
+    DR_CHECK(st == DR_ERR_UNAVAILABLE && strstr(err.msg, "0 of 1 replicas") && ms >= 190 &&
+                 ms < 1000,
+             "no replica: %s %s after %.0f ms", dr_status_str(st), err.msg, ms);
+    printf("replicas: %s (after %.0f ms)\n", err.msg, ms);
+    dr_history_close(h);
+    h = open_store();
+    struct seen s;
+    CHECK_STR(read_items(h, "u", 1, 0, &s), "waited"); /* on the primary */
+    DR_CHECK(store_write(h, &e, 1, &acc, &dup, NULL) == DR_OK && acc == 0 && dup == 1, "retry");
+    dr_history_close(h);
+    return dr_test_failures ? 1 : 0;
+}
+
 static int test_config(void)
 {
     struct dr_error err = {0};
@@ -653,6 +681,7 @@ static int test_config(void)
 int main(int argc, char **argv)
 {
     dr_test_init_seed();
+    signal(SIGPIPE, SIG_IGN); /* as the server: a closed Redis socket is an error */
     const char *backend = argc > 1 ? argv[1] : "", *name = argc > 2 ? argv[2] : "";
     is_redis = strcmp(backend, "redis") == 0;
     if (!is_redis && strcmp(backend, "lmdb") != 0) {
@@ -668,7 +697,7 @@ int main(int argc, char **argv)
         {"bad_input", test_bad_input, false}, {"impressions", test_impressions, false},
         {"threads", test_threads, false},     {"outage", test_outage, true},
         {"crash", test_crash, true},          {"volatile", test_volatile, true},
-        {"config", test_config, true},
+        {"replicas", test_replicas, true},    {"config", test_config, true},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         if (strcmp(name, cases[i].name) != 0)
