@@ -1647,6 +1647,8 @@ class KillDuringIngest(unittest.TestCase):
             self.assertEqual(len(stored), len(set(stored)))
             missing = set(acked) - set(stored)
             self.assertEqual(missing, set(), f"{len(missing)} acknowledged events lost")
+            print(f"\nkill -9 of driftrec-server ({type(self).__name__}): {len(acked)} events "
+                  f"acknowledged, {len(stored)} stored", file=sys.stderr)
 
 
 class EmbedWithTextModel(unittest.TestCase):
@@ -1857,6 +1859,8 @@ class KillDuringIngestRedis(RedisClass, KillDuringIngest):
             missing = set(acked) - set(stored)
             self.assertEqual(missing, set(), f"{len(missing)} acknowledged events lost")
             self.assertIn("back-1", stored)
+            print(f"\nkill -9 of redis-server: {len(acked)} events acknowledged, {len(stored)} "
+                  "stored after the restart from its AOF", file=sys.stderr)
 
 
 class RedisSettings(unittest.TestCase):
