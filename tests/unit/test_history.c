@@ -36,6 +36,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -358,7 +359,7 @@ static void *writer_main(void *arg)
 
 struct reader {
     struct dr_history *h;
-    volatile bool *stop;
+    atomic_bool *stop;
     size_t n_reads, n_failed;
 };
 
@@ -366,7 +367,7 @@ static void *reader_main(void *arg)
 {
     struct reader *r = arg;
     struct seen *s = malloc(sizeof *s);
-    while (!*r->stop) {
+    while (!atomic_load_explicit(r->stop, memory_order_relaxed)) {
         memset(s, 0, sizeof *s);
         s->user = "w1";
         s->user_len = 2;
@@ -384,7 +385,7 @@ static int test_threads(void)
     pthread_t wt[N_WRITERS], rt[2];
     struct writer w[N_WRITERS];
     struct reader r[2];
-    volatile bool stop = false;
+    atomic_bool stop = false;
     for (int i = 0; i < 2; i++) {
         r[i] = (struct reader){.h = h, .stop = &stop};
         pthread_create(&rt[i], NULL, reader_main, &r[i]);
@@ -399,7 +400,7 @@ static int test_threads(void)
         DR_CHECK(w[i].n_failed == 0, "writer %d: %zu batches failed", i, w[i].n_failed);
     }
     double s_total = (double)(dr_now_ns() - t0) / 1e9;
-    stop = true;
+    atomic_store_explicit(&stop, true, memory_order_relaxed); /* the joins order the rest */
     for (int i = 0; i < 2; i++) {
         pthread_join(rt[i], NULL);
         DR_CHECK(r[i].n_failed == 0, "reader %d: %zu reads failed", i, r[i].n_failed);
