@@ -1824,6 +1824,43 @@ class IngestAndHealthRedis(RedisClass, IngestAndHealth):
         self.assertEqual(self.redis.command("GET", prefix + "seq"), "$1")
 
 
+    def test_two_replicas_share_one_history(self):
+        # A second server on the same Redis and prefix: what one stores the other reads, an
+        # event_id is applied once whichever replica gets it, and concurrent Ingest through
+        # both leaves one log with a gap-free seq.
+        other = Server(self.srv.history_dir)
+        try:
+            self.assertEqual(self.srv.ingest([event(item="a", event_id="x-1")]).accepted, 1)
+            r = other.ingest([event(item="a", event_id="x-1"), event(item="b", ts=1_700_000_001)])
+            self.assertEqual((r.accepted, r.duplicates), (1, 1))
+            errors = []
+
+            def client(srv, name):
+                for n in range(60):
+                    try:
+                        srv.ingest([event(user=name, item=f"i{n}", ts=1_700_000_000 + n,
+                                          event_id=f"{name}-{n}")])
+                        srv.ingest([event(user=name, item=f"i{n}", ts=1_700_000_000 + n,
+                                          event_id=f"{name}-{n}")])  # a retry: a duplicate
+                    except grpc.RpcError as e:
+                        errors.append(e)
+
+            threads = [threading.Thread(target=client, args=(srv, f"{tag}{c}"))
+                       for tag, srv in (("a", self.srv), ("b", other)) for c in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+            self.assertEqual(errors, [])
+        finally:
+            self.assertEqual(other.stop(), 0, other.stderr())
+        log = history(self.srv.history_dir, "log")
+        self.assertEqual([x["seq"] for x in log], list(range(1, 2 + 4 * 60 + 1)))
+        for user in ("a0", "a1", "b0", "b1"):
+            rows = history(self.srv.history_dir, "user", user)
+            self.assertEqual([x["item_id"] for x in rows], [f"i{n}" for n in range(60)], user)
+
+
 class KillDuringIngestRedis(RedisClass, KillDuringIngest):
     """kill -9 of driftrec-server over Redis, and kill -9 of redis-server itself."""
 
