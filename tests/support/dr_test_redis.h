@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -59,6 +60,7 @@ static inline void dr_test_redis_spawn(struct dr_test_redis *r)
     const char *bin = dr_test_redis_binary();
     pid_t pid = fork();
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a test that dies leaves no server behind */
         char log[300];
         snprintf(log, sizeof log, "%s/redis.log", r->dir);
         execl(bin, bin, "--port", "0", "--unixsocket", r->sock, "--dir", r->dir, "--appendonly",
