@@ -40,7 +40,7 @@ pkgs_python=(
 pkgs_test=(
     clang libclang-rt-14-dev           # libFuzzer targets, sanitizers
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static  # NEON under qemu-aarch64
-    redis-server nginx                 # history-store replica test, A/B proxy test
+    redis-server nginx                 # the Redis history store's tests, A/B proxy test
     openssl                            # test certificates for the TLS and mTLS tests
 )
 pkgs_bench=(

@@ -26,6 +26,8 @@ const char *dr_status_str(enum dr_status status)
         return "unsupported cpu";
     case DR_ERR_INTERNAL:
         return "internal error";
+    case DR_ERR_UNAVAILABLE:
+        return "unavailable";
     }
     return "unknown status";
 }

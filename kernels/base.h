@@ -22,6 +22,7 @@ enum dr_status {
     DR_ERR_FORMAT,
     DR_ERR_UNSUPPORTED_CPU,
     DR_ERR_INTERNAL,
+    DR_ERR_UNAVAILABLE, /* a service we depend on (the Redis history) is down: retry later */
 };
 
 /* Static string for a status; never NULL. */

@@ -1,4 +1,6 @@
-/* history.c: the LMDB-backed history store (layout and guarantees in history.h).
+/* history.c: the history store's API (history.h): the LMDB backend, and dispatch to the Redis
+ * backend (history_redis.c) when the store was opened on a Redis URL.  Both store the same
+ * bytes: the packed event and the log record format below.
  *
  * Threads: the writes may be called from any thread; LMDB serialises writers with its own
  * lock, so concurrent callers queue there (the server writes an Ingest batch on the worker
@@ -7,6 +9,7 @@
  * several.
  */
 #include "history.h"
+#include "history_redis.h"
 
 #include <errno.h>
 #include <lmdb.h>
@@ -18,6 +21,7 @@
 #include "driftrec.pb-c.h"
 
 struct dr_history {
+    struct dr__history_redis *redis; /* not NULL: the Redis backend, env unused */
     MDB_env *env;
     MDB_dbi dbi_events, dbi_event_ids, dbi_log, dbi_meta;
 };
@@ -38,12 +42,31 @@ static uint64_t get_be64(const uint8_t *p)
     return v;
 }
 
+void dr__history_put_ts_key(uint8_t out[8], int64_t ts)
+{
+    put_be64(out, (uint64_t)ts ^ ((uint64_t)1 << 63));
+}
+
+bool dr_history_is_redis(const char *target)
+{
+    return target && (strncmp(target, "redis://", 8) == 0 || strncmp(target, "unix://", 7) == 0);
+}
+
 enum dr_status dr_history_open(const char *path, const struct dr_history_opts *opts,
                                struct dr_history **out, struct dr_error *err)
 {
     struct dr_history *h = calloc(1, sizeof *h);
     if (!h)
         return dr_error_set(err, DR_ERR_NOMEM, "history: out of memory");
+    if (dr_history_is_redis(path)) {
+        enum dr_status st = dr__history_redis_open(path, opts, &h->redis, err);
+        if (st != DR_OK) {
+            free(h);
+            return st;
+        }
+        *out = h;
+        return DR_OK;
+    }
     size_t map_size = opts && opts->map_size_bytes ? opts->map_size_bytes : (size_t)1 << 30;
     int rc = mdb_env_create(&h->env);
     if (rc == 0)
@@ -92,15 +115,32 @@ void dr_history_close(struct dr_history *h)
 {
     if (!h)
         return;
-    mdb_env_close(h->env);
+    if (h->redis)
+        dr__history_redis_close(h->redis);
+    else
+        mdb_env_close(h->env);
     free(h);
 }
 
 unsigned int dr_history_env_flags(const struct dr_history *h)
 {
     unsigned int flags = 0;
-    mdb_env_get_flags(h->env, &flags);
+    if (!h->redis)
+        mdb_env_get_flags(h->env, &flags);
     return flags;
+}
+
+void dr_history_get_info(const struct dr_history *h, struct dr_history_info *out)
+{
+    if (h->redis) {
+        dr__history_redis_get_info(h->redis, out);
+        return;
+    }
+    unsigned int flags = dr_history_env_flags(h);
+    *out = (struct dr_history_info){
+        .backend = "lmdb",
+        .is_durable = !(flags & (MDB_NOSYNC | MDB_NOMETASYNC | MDB_MAPASYNC)),
+    };
 }
 
 static ProtobufCBinaryData bin(const char *p, size_t len)
@@ -109,8 +149,7 @@ static ProtobufCBinaryData bin(const char *p, size_t len)
     return b;
 }
 
-/* Packs e into a malloc'd buffer (caller frees). */
-static uint8_t *pack_event(const struct dr_event *e, size_t *len)
+uint8_t *dr__history_pack_event(const struct dr_event *e, size_t *len)
 {
     Driftrec__V1__Event m = DRIFTREC__V1__EVENT__INIT;
     m.has_user_id = 1;
@@ -204,6 +243,8 @@ enum dr_status dr_history_write(struct dr_history *h, const struct dr_event *eve
                                 size_t *accepted, size_t *duplicates, bool *is_stored,
                                 struct dr_error *err)
 {
+    if (h->redis)
+        return dr__history_redis_write(h->redis, events, n, accepted, duplicates, is_stored, err);
     MDB_txn *txn;
     int rc = mdb_txn_begin(h->env, NULL, 0, &txn);
     if (rc != 0)
@@ -234,7 +275,7 @@ enum dr_status dr_history_write(struct dr_history *h, const struct dr_event *eve
                 break;
         }
         size_t len;
-        uint8_t *packed = pack_event(e, &len);
+        uint8_t *packed = dr__history_pack_event(e, &len);
         if (!packed) {
             rc = ENOMEM;
             break;
@@ -242,7 +283,7 @@ enum dr_status dr_history_write(struct dr_history *h, const struct dr_event *eve
         uint8_t key_buf[DR_HISTORY_MAX_ID_BYTES + 17];
         memcpy(key_buf, e->user_id, e->user_id_len);
         key_buf[e->user_id_len] = 0;
-        put_be64(key_buf + e->user_id_len + 1, (uint64_t)e->ts ^ ((uint64_t)1 << 63));
+        dr__history_put_ts_key(key_buf + e->user_id_len + 1, e->ts);
         put_be64(key_buf + e->user_id_len + 9, seq);
         MDB_val key = {.mv_size = e->user_id_len + 17, .mv_data = key_buf};
         MDB_val val = {.mv_size = len, .mv_data = packed};
@@ -272,6 +313,8 @@ enum dr_status dr_history_write(struct dr_history *h, const struct dr_event *eve
 enum dr_status dr_history_log_impressions(struct dr_history *h, const struct dr_impression *imps,
                                           size_t n, struct dr_error *err)
 {
+    if (h->redis)
+        return dr__history_redis_log_impressions(h->redis, imps, n, err);
     MDB_txn *txn;
     int rc = mdb_txn_begin(h->env, NULL, 0, &txn);
     if (rc != 0)
@@ -286,7 +329,7 @@ enum dr_status dr_history_log_impressions(struct dr_history *h, const struct dr_
             break;
         }
         size_t len;
-        uint8_t *packed = pack_event(&imp->event, &len);
+        uint8_t *packed = dr__history_pack_event(&imp->event, &len);
         if (!packed) {
             rc = ENOMEM;
             break;
@@ -311,6 +354,9 @@ enum dr_status dr_history_read_user(struct dr_history *h, const char *user_id, s
 {
     if (user_id_len == 0 || user_id_len > DR_HISTORY_MAX_ID_BYTES)
         return DR_ERR_INVALID_ARG;
+    if (h->redis)
+        return dr__history_redis_read_user(h->redis, user_id, user_id_len, max_events, fn, ctx,
+                                           n_visited);
     MDB_txn *txn;
     MDB_cursor *cur;
     if (mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn) != 0)
@@ -358,8 +404,28 @@ enum dr_status dr_history_read_user(struct dr_history *h, const char *user_id, s
     return DR_OK;
 }
 
+void dr__history_parse_log_record(uint64_t seq, const uint8_t *p, size_t len,
+                                  struct dr_history_log_record *rec)
+{
+    *rec = (struct dr_history_log_record){.seq = seq, .kind = len ? p[0] : 0};
+    /* Where the packed event starts; past the end: a damaged record (packed stays NULL). */
+    size_t header = len ? 1 : SIZE_MAX;
+    if (rec->kind == DR_HISTORY_LOG_IMPRESSION)
+        header = len >= 3 ? 3 + ((size_t)p[1] << 8 | p[2]) : SIZE_MAX;
+    if (header <= len) {
+        if (rec->kind == DR_HISTORY_LOG_IMPRESSION) {
+            rec->model_version = (const char *)p + 3;
+            rec->model_version_len = header - 3;
+        }
+        rec->packed = p + header;
+        rec->len = len - header;
+    }
+}
+
 enum dr_status dr_history_read_log(struct dr_history *h, dr_history_log_fn fn, void *ctx)
 {
+    if (h->redis)
+        return dr__history_redis_read_log(h->redis, fn, ctx);
     MDB_txn *txn;
     MDB_cursor *cur;
     if (mdb_txn_begin(h->env, NULL, MDB_RDONLY, &txn) != 0)
@@ -373,20 +439,8 @@ enum dr_status dr_history_read_log(struct dr_history *h, dr_history_log_fn fn, v
     while (rc == 0) {
         size_t seq;
         memcpy(&seq, key.mv_data, sizeof seq);
-        const uint8_t *p = val.mv_data;
-        struct dr_history_log_record rec = {.seq = (uint64_t)seq, .kind = val.mv_size ? p[0] : 0};
-        /* Where the packed event starts; past the end: a damaged record (packed stays NULL). */
-        size_t header = val.mv_size ? 1 : SIZE_MAX;
-        if (rec.kind == DR_HISTORY_LOG_IMPRESSION)
-            header = val.mv_size >= 3 ? 3 + ((size_t)p[1] << 8 | p[2]) : SIZE_MAX;
-        if (header <= val.mv_size) {
-            if (rec.kind == DR_HISTORY_LOG_IMPRESSION) {
-                rec.model_version = (const char *)p + 3;
-                rec.model_version_len = header - 3;
-            }
-            rec.packed = p + header;
-            rec.len = val.mv_size - header;
-        }
+        struct dr_history_log_record rec;
+        dr__history_parse_log_record((uint64_t)seq, val.mv_data, val.mv_size, &rec);
         fn(ctx, &rec);
         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT);
     }

@@ -1,14 +1,18 @@
 /* history_tool.c: driftrec-history, a read-only look into the history store.
- *   driftrec-history DIR user USER_ID [N]   the user's last N events (all if N is 0), JSON lines
- *   driftrec-history DIR log [KIND]         the event log in order, JSON lines: ingested events
+ *   driftrec-history STORE user USER_ID [N] the user's last N events (all if N is 0), JSON lines
+ *   driftrec-history STORE log [KIND]       the event log in order, JSON lines: ingested events
  *                                           ("kind": "event") and Recommend's impressions
  *                                           ("kind": "impression", with "model_version"); KIND
  *                                           (event or impression) keeps only that kind
- *   driftrec-history DIR flags              the LMDB environment flags (durability check)
+ *   driftrec-history STORE flags            durability: the LMDB environment flags, or Redis's
+ *                                           appendonly and appendfsync
+ * STORE is an LMDB directory or a Redis URL (redis://HOST:PORT[/DB], unix:///PATH), then
+ * optionally --prefix P for the Redis key prefix (the server's --history-prefix).
  * Strings are printed JSON-escaped with cJSON.  The store holds real user ids: the tool is
  * for the service's operators, like the files it reads. */
 #include <cjson/cJSON.h>
 #include <lmdb.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,22 +109,36 @@ static void visit_log(void *ctx, const struct dr_history_log_record *rec)
 
 int main(int argc, char **argv)
 {
+    signal(SIGPIPE, SIG_IGN); /* a Redis that closes the socket: an error, not the end */
+    /* Reads only: a Redis that would lose writes is still readable. */
+    struct dr_history_opts opts = {.allow_volatile = true};
+    if (argc >= 4 && strcmp(argv[2], "--prefix") == 0) {
+        opts.key_prefix = argv[3];
+        argv[3] = argv[1];
+        argv += 2;
+        argc -= 2;
+    }
     if (argc < 3) {
-        fprintf(stderr, "usage: %s DIR user USER_ID [N] | DIR log [event|impression] | DIR flags\n",
-                argv[0]);
+        fprintf(stderr, "usage: driftrec-history STORE [--prefix P] user USER_ID [N] | log "
+                        "[event|impression] | flags\n"
+                        "  STORE: an LMDB directory, redis://HOST:PORT[/DB] or unix:///PATH\n");
         return 2;
     }
     struct dr_history *h = NULL;
     struct dr_error err = {0};
-    if (dr_history_open(argv[1], NULL, &h, &err) != DR_OK) {
+    if (dr_history_open(argv[1], &opts, &h, &err) != DR_OK) {
         fprintf(stderr, "driftrec-history: %s\n", err.msg);
         return 1;
     }
     int rc = 0;
     if (strcmp(argv[2], "user") == 0 && argc >= 4) {
         size_t n = argc >= 5 ? (size_t)strtoul(argv[4], NULL, 10) : 0;
-        if (dr_history_read_user(h, argv[3], strlen(argv[3]), n, visit_user, NULL, NULL) != DR_OK)
+        enum dr_status st =
+            dr_history_read_user(h, argv[3], strlen(argv[3]), n, visit_user, NULL, NULL);
+        if (st != DR_OK) {
+            fprintf(stderr, "driftrec-history: reading user %s: %s\n", argv[3], dr_status_str(st));
             rc = 1;
+        }
     } else if (strcmp(argv[2], "log") == 0) {
         int only_kind = 0;
         if (argc >= 4 && strcmp(argv[3], "event") == 0)
@@ -133,8 +151,17 @@ int main(int argc, char **argv)
             fprintf(stderr, "driftrec-history: log %s: expected event or impression\n", argv[3]);
             rc = 2;
         } else {
-            rc = dr_history_read_log(h, visit_log, &only_kind) == DR_OK ? 0 : 1;
+            enum dr_status st = dr_history_read_log(h, visit_log, &only_kind);
+            if (st != DR_OK)
+                fprintf(stderr, "driftrec-history: reading the log: %s\n", dr_status_str(st));
+            rc = st == DR_OK ? 0 : 1;
         }
+    } else if (strcmp(argv[2], "flags") == 0 && dr_history_is_redis(argv[1])) {
+        struct dr_history_info info;
+        dr_history_get_info(h, &info);
+        printf("{\"backend\":\"redis\",\"appendonly\":\"%s\",\"appendfsync\":\"%s\","
+               "\"durable\":%d}\n",
+               info.appendonly, info.appendfsync, info.is_durable);
     } else if (strcmp(argv[2], "flags") == 0) {
         unsigned int f = dr_history_env_flags(h);
         printf("{\"flags\":%u,\"nosync\":%d,\"nometasync\":%d,\"mapasync\":%d,\"writemap\":%d}\n",

@@ -33,9 +33,25 @@ static void usage(FILE *out)
             "gRPC.\n"
             "  --listen ADDR        host:port to listen on (env DR_LISTEN; default "
             "127.0.0.1:50051)\n"
-            "  --history DIR        LMDB directory of the event history (env DR_HISTORY; "
-            "default var/history)\n"
+            "  --history DIR|URL    the event history (env DR_HISTORY; default var/history):\n"
+            "                       an LMDB directory, this server's own; or a Redis shared\n"
+            "                       by many replicas: redis://HOST:PORT[/DB] or\n"
+            "                       unix:///PATH/TO/SOCKET.  Redis must run with appendonly\n"
+            "                       yes and appendfsync always (else acknowledged events can\n"
+            "                       be lost: the start is refused); no TLS, no AUTH: keep it\n"
+            "                       on loopback, a socket or a private network\n"
+            "                       (docs/history.md).  A Redis history needs --log-key-file\n"
             "  --history-map-mb N   LMDB map size in MiB (default 1024)\n"
+            "  --history-prefix P   Redis: prefix of every key (env DR_HISTORY_PREFIX; default\n"
+            "                       driftrec:)\n"
+            "  --history-timeout-ms N  Redis: connect and command timeout (default 2000); a\n"
+            "                       call that gets no answer fails with UNAVAILABLE\n"
+            "  --history-allow-volatile yes|no  Redis: serve even when Redis would lose\n"
+            "                       acknowledged events (a WARN line and the metric\n"
+            "                       driftrec_history_durable 0; default no)\n"
+            "  --history-replicas N Redis: each write waits (WAIT) until N replicas have it,\n"
+            "                       else fails with UNAVAILABLE (default 0)\n");
+    fprintf(out,
             "  --workers N          handler threads (default: number of CPUs)\n"
             "  --pollers N          completion-queue threads (default 2)\n"
             "  --queue N            work queue slots; a full queue answers RESOURCE_EXHAUSTED "
@@ -92,7 +108,9 @@ static void usage(FILE *out)
             "  --warmup N           index searches the model's warm-up runs before it is\n"
             "                       served (item vectors as queries; default 100)\n"
             "  --state-cache N      users whose interest state is cached, 0 for none "
-            "(default 100000)\n"
+            "(default 100000);\n"
+            "                       per replica: with a Redis history shared by replicas,\n"
+            "                       route each user to one replica, or 0 (docs/history.md)\n"
             "  --impression-queue N Recommend's impressions (one per returned item) buffered\n"
             "                       for the event log's group-commit writer; when full, a\n"
             "                       response's impressions are dropped and counted in\n"
@@ -184,7 +202,19 @@ static bool apply_option(struct options *o, const char *name, const char *v, con
         opts->history_path = v;
     else if (strcmp(name, "history-map-mb") == 0)
         opts->history_map_bytes = (size_t)parse_count(label, v, 1L << 20) << 20;
-    else if (strcmp(name, "workers") == 0)
+    else if (strcmp(name, "history-prefix") == 0)
+        opts->history_prefix = v;
+    else if (strcmp(name, "history-timeout-ms") == 0)
+        opts->history_timeout_ms = (int)parse_count(label, v, 600000);
+    else if (strcmp(name, "history-replicas") == 0)
+        opts->history_wait_replicas = strcmp(v, "0") == 0 ? 0 : (int)parse_count(label, v, 100);
+    else if (strcmp(name, "history-allow-volatile") == 0) {
+        if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0) {
+            fprintf(stderr, "driftrec-server: %s %s: expected yes or no\n", label, v);
+            exit(2);
+        }
+        opts->history_allow_volatile = strcmp(v, "yes") == 0;
+    } else if (strcmp(name, "workers") == 0)
         opts->n_workers = (int)parse_count(label, v, 1024);
     else if (strcmp(name, "pollers") == 0)
         opts->n_pollers = (int)parse_count(label, v, 64);
@@ -389,6 +419,7 @@ int main(int argc, char **argv)
     static const char *const env_options[][2] = {
         {"DR_LISTEN", "listen"},
         {"DR_HISTORY", "history"},
+        {"DR_HISTORY_PREFIX", "history-prefix"},
         {"DR_VARIANT", "variant"},
         {"DR_REQUIRE_USER_HEADER", "require-user-header"},
         {"DR_METRICS", "metrics"},
@@ -442,6 +473,9 @@ int main(int argc, char **argv)
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, NULL);
+    /* A write to a socket its peer closed (a Redis history that died mid-call) must fail
+     * that call with EPIPE, not end the process. */
+    signal(SIGPIPE, SIG_IGN);
 
     /* The server starts first and the bundle loads while it serves: health answers during
      * the load ("" SERVING: alive; driftrec.v1.Recommender NOT_SERVING until the model is

@@ -72,6 +72,8 @@ struct dr_metrics {
     struct histogram hist[DR_HIST_COUNT][DR_METRIC_METHOD_COUNT];
     size_t (*queue_depth_fn)(void *);
     void *queue_depth_ctx;
+    char history_backend[16];
+    bool is_history_durable;
     struct MHD_Daemon *httpd;
 };
 
@@ -158,6 +160,12 @@ void dr_metrics_set_model(struct dr_metrics *m, const char *name, const char *ve
     snprintf(m->model_name, sizeof m->model_name, "%s", name ? name : "");
     snprintf(m->model_version, sizeof m->model_version, "%s", version ? version : "");
     pthread_mutex_unlock(&m->model_lock);
+}
+
+void dr_metrics_set_history(struct dr_metrics *m, const char *backend, bool is_durable)
+{
+    snprintf(m->history_backend, sizeof m->history_backend, "%s", backend ? backend : "");
+    m->is_history_durable = is_durable;
 }
 
 void dr_metrics_count_skipped(struct dr_metrics *m, enum dr_metric_skip reason, uint64_t n)
@@ -359,6 +367,13 @@ char *dr_metrics_render(struct dr_metrics *m)
             "# HELP driftrec_queue_depth Requests waiting for a worker.\n"
             "# TYPE driftrec_queue_depth gauge\ndriftrec_queue_depth %zu\n",
             m->queue_depth_fn(m->queue_depth_ctx));
+    if (m->history_backend[0])
+        put(&t,
+            "# HELP driftrec_history_durable 1 when an acknowledged write survives a crash of "
+            "the history store, 0 when it may be lost (Redis without appendonly yes and "
+            "appendfsync always).\n# TYPE driftrec_history_durable gauge\n"
+            "driftrec_history_durable{backend=\"%s\"} %d\n",
+            m->history_backend, m->is_history_durable ? 1 : 0);
     pthread_mutex_lock(&m->model_lock);
     put(&t,
         "# HELP driftrec_info Build and runtime facts (value 1).\n# TYPE driftrec_info gauge\n"

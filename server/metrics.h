@@ -70,6 +70,9 @@ void dr_metrics_set_queue_depth_fn(struct dr_metrics *m, size_t (*fn)(void *), v
 /* The info gauge's model; any time, any thread (a model may be loaded after the start). */
 void dr_metrics_set_model(struct dr_metrics *m, const char *name, const char *version);
 void dr_metrics_count_skipped(struct dr_metrics *m, enum dr_metric_skip reason, uint64_t n);
+/* The history store's backend ("lmdb", "redis") and whether it is durable (history.h);
+ * before dr_metrics_listen. */
+void dr_metrics_set_history(struct dr_metrics *m, const char *backend, bool is_durable);
 /* The user-state cache's counters, read at scrape time through fn(ctx, out); fn returns
  * false while there are none to show (no model yet, or no cache).  Set before
  * dr_metrics_listen; fn is called from the HTTP thread. */

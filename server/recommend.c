@@ -456,7 +456,9 @@ static grpc_status_code user_vector(struct dr_recommender *rec, struct dr_rec_ca
         enum dr_status st = read_history(rec, c, user, exclude);
         if (st != DR_OK) {
             snprintf(msg, msg_size, "reading the user's history failed: %s", dr_status_str(st));
-            return st == DR_ERR_NOMEM ? GRPC_STATUS_RESOURCE_EXHAUSTED : GRPC_STATUS_INTERNAL;
+            return st == DR_ERR_NOMEM         ? GRPC_STATUS_RESOURCE_EXHAUSTED
+                   : st == DR_ERR_UNAVAILABLE ? GRPC_STATUS_UNAVAILABLE
+                                              : GRPC_STATUS_INTERNAL;
         }
     }
     if (!is_hit) {

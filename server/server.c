@@ -402,6 +402,8 @@ static grpc_status_code status_of(enum dr_status st)
     case DR_ERR_UNSUPPORTED_CPU:
     case DR_ERR_INTERNAL:
         break;
+    case DR_ERR_UNAVAILABLE:
+        return GRPC_STATUS_UNAVAILABLE;
     }
     return GRPC_STATUS_INTERNAL;
 }
@@ -456,7 +458,12 @@ static void handle_ingest(struct call *c)
         dr_log_int(&line, "events", (long long)req->n_events);
         dr_log_str(&line, "detail", err.msg);
         dr_log_end(&line);
-        reply(c, status_of(st), "ingest failed: the events were not stored", NULL);
+        reply(c, status_of(st),
+              st == DR_ERR_UNAVAILABLE
+                  ? "ingest failed: the history store is unavailable; retry (events with an "
+                    "event_id are stored once)"
+                  : "ingest failed: the events were not stored",
+              NULL);
         return;
     }
     Driftrec__V1__IngestResponse resp = DRIFTREC__V1__INGEST_RESPONSE__INIT;
@@ -1138,6 +1145,10 @@ static enum dr_status load_log_key(const struct dr_server_opts *opts, struct dr_
     char path[1024];
     if (opts->log_key_path && opts->log_key_path[0])
         snprintf(path, sizeof path, "%s", opts->log_key_path);
+    else if (dr_history_is_redis(opts->history_path))
+        return dr_error_set(err, DR_ERR_INVALID_ARG,
+                            "a Redis history needs --log-key-file: every replica must hash user "
+                            "ids in its log lines with the same key");
     else if ((size_t)snprintf(path, sizeof path, "%s/log-key", opts->history_path) >= sizeof path)
         return dr_error_set(err, DR_ERR_INVALID_ARG, "history path too long: %s",
                             opts->history_path);
@@ -1197,7 +1208,7 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
     pthread_mutex_init(&srv->load_lock, NULL);
     snprintf(srv->variant, sizeof srv->variant, "%s", opts->variant ? opts->variant : "");
     enum dr_status st = DR_OK;
-    if (mkdir_p(opts->history_path) != 0) {
+    if (!dr_history_is_redis(opts->history_path) && mkdir_p(opts->history_path) != 0) {
         st = dr_error_set(err, DR_ERR_IO, "history directory %s: cannot create it",
                           opts->history_path);
         goto fail;
@@ -1205,10 +1216,25 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
     st = load_log_key(opts, err);
     if (st != DR_OK)
         goto fail;
-    struct dr_history_opts hopts = {.map_size_bytes = opts->history_map_bytes};
+    struct dr_history_opts hopts = {.map_size_bytes = opts->history_map_bytes,
+                                    .key_prefix = opts->history_prefix,
+                                    .timeout_ms = opts->history_timeout_ms,
+                                    .allow_volatile = opts->history_allow_volatile,
+                                    .wait_replicas = opts->history_wait_replicas};
     st = dr_history_open(opts->history_path, &hopts, &srv->history, err);
     if (st != DR_OK)
         goto fail;
+    struct dr_history_info hinfo;
+    dr_history_get_info(srv->history, &hinfo);
+    if (!hinfo.is_durable) { /* allowed by --history-allow-volatile; also a metric */
+        struct dr_log_line line;
+        dr_log_begin(&line, DR_LOG_WARN,
+                     "the history store would lose acknowledged events in a crash");
+        dr_log_str(&line, "backend", hinfo.backend);
+        dr_log_str(&line, "appendonly", hinfo.appendonly);
+        dr_log_str(&line, "appendfsync", hinfo.appendfsync);
+        dr_log_end(&line);
+    }
     st = dr_workpool_create((size_t)opts->n_workers, opts->queue_capacity, &srv->pool);
     if (st != DR_OK) {
         dr_error_set(err, st, "work pool: %s", dr_status_str(st));
@@ -1220,6 +1246,7 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
         goto fail;
     }
     dr_metrics_set_queue_depth_fn(srv->metrics, queue_depth, srv->pool);
+    dr_metrics_set_history(srv->metrics, hinfo.backend, hinfo.is_durable);
     if (opts->text_model && opts->text_model[0]) {
         st = load_text_model(srv, opts->text_model, err);
         if (st != DR_OK)

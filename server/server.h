@@ -12,12 +12,18 @@ struct dr_auth;
 struct dr_bundle;
 
 struct dr_server_opts {
-    const char *listen_addr;  /* "127.0.0.1:50051" */
-    const char *history_path; /* LMDB directory (created if missing) */
-    size_t history_map_bytes; /* 0 = 1 GiB */
-    int n_pollers;            /* completion-queue threads (I/O and decoding only) */
-    int n_workers;            /* handler threads */
-    size_t queue_capacity;    /* work queue slots; full = RESOURCE_EXHAUSTED */
+    const char *listen_addr; /* "127.0.0.1:50051" */
+    /* LMDB directory (created if missing), or a Redis URL: redis://HOST:PORT[/DB] or
+     * unix:///PATH (history.h) */
+    const char *history_path;
+    size_t history_map_bytes;    /* LMDB: 0 = 1 GiB */
+    const char *history_prefix;  /* Redis: key namespace; NULL or "" = "driftrec:" */
+    int history_timeout_ms;      /* Redis: connect and command timeout; 0 = 2000 */
+    bool history_allow_volatile; /* Redis: serve (with a warning) when Redis would lose writes */
+    int history_wait_replicas;   /* Redis: replicas each write waits for (WAIT); 0 = none */
+    int n_pollers;               /* completion-queue threads (I/O and decoding only) */
+    int n_workers;               /* handler threads */
+    size_t queue_capacity;       /* work queue slots; full = RESOURCE_EXHAUSTED */
     /* Refuse (RESOURCE_EXHAUSTED) a call the queue's expected wait would make miss its
      * deadline, instead of queueing it (server.c, admit). */
     bool admit_by_deadline;
@@ -40,7 +46,8 @@ struct dr_server_opts {
      * 0 = impressions are not logged. */
     size_t impression_queue;
     /* The key that user ids in log lines are hashed with (log.h): a file of hex digits, made
-     * (mode 0600) when absent.  NULL or "": <history_path>/log-key. */
+     * (mode 0600) when absent.  NULL or "": <history_path>/log-key (required with a Redis
+     * history: every replica must hash with the same key). */
     const char *log_key_path;
     /* At shutdown, health answers NOT_SERVING this long while calls are still served. */
     int drain_delay_ms;

@@ -3,7 +3,9 @@
 Each test class starts the real server on a free loopback port with its own history
 directory, talks to it through grpcio, and stops it.  The binaries and the generated
 Python messages come from the build tree (DR_SERVER_BIN, DR_HISTORY_BIN, DR_PROTO_PY,
-set by ctest).
+set by ctest).  The classes that exercise the history store run again over Redis (the
+...Redis classes): a real redis-server each starts on a free port, in a temporary directory,
+with appendonly yes and appendfsync always; skipped when redis-server is absent.
 """
 import hashlib
 import hmac
@@ -43,6 +45,93 @@ def free_port():
         return s.getsockname()[1]
 
 
+# DR_REDIS_SERVER names the binary (a path that is not one: the Redis tests skip).
+REDIS_BIN = next((p for p in ([os.environ["DR_REDIS_SERVER"]] if os.environ.get("DR_REDIS_SERVER")
+                              else [shutil.which("redis-server"), "/usr/bin/redis-server"])
+                  if p and os.access(p, os.X_OK)), None)
+NO_REDIS = "redis-server not found (apt-get install redis-server, or set DR_REDIS_SERVER)"
+
+
+class RedisServer:
+    """A real redis-server on a free loopback port, in its own directory, durable as a history
+    store must be: every acknowledged write is in the AOF (fsync'd) before the reply."""
+
+    def __init__(self, durable=True, replica_of=None):
+        self.dir = tempfile.TemporaryDirectory()
+        self.durable = durable
+        self.replica_of = ["--replicaof", "127.0.0.1", str(replica_of.port)] if replica_of else []
+        self.proc = None
+        self.start()
+
+    def start(self, port=None):
+        """Starts the server (given a port: restarts it from its AOF); waits for PING."""
+        for _ in range(1 if port else 3):
+            self.port = port or free_port()
+            self.proc = subprocess.Popen(
+                [REDIS_BIN, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+                 self.dir.name, "--appendonly", "yes" if self.durable else "no",
+                 "--appendfsync", "always", "--save", "", "--logfile", "redis.log",
+                 *self.replica_of],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                if self.command("PING") == "+PONG":
+                    self.url = f"redis://127.0.0.1:{self.port}"
+                    return
+                time.sleep(0.01)
+            self.kill()
+        raise RuntimeError("redis-server did not start: "
+                           + Path(self.dir.name, "redis.log").read_text()[-2000:])
+
+    def command(self, *args):
+        """One command, its reply's first line (enough for PING and the like)."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+                args = [a.encode() for a in args]
+                s.sendall(f"*{len(args)}\r\n".encode()
+                          + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+                return s.recv(65536).split(b"\r\n")[0].decode()
+        except OSError:
+            return None
+
+    def info(self, section):
+        """INFO section's text."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+            s.sendall(f"INFO {section}\r\n".encode())
+            return s.recv(65536).decode()
+
+    def kill(self, sig=signal.SIGKILL):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            self.proc.wait(timeout=30)
+
+    def restart(self):
+        """A kill -9, then the same port and AOF: what it replays is what it acknowledged."""
+        self.kill()
+        self.start(self.port)
+
+    def stop(self):
+        self.kill()
+        self.dir.cleanup()
+
+
+class RedisTarget(str):
+    """A Redis history for Server and history(): the URL, with the key prefix that keeps one
+    test's keys apart from another's and the log key file a Redis history needs."""
+
+    def __new__(cls, url, prefix, key_file):
+        target = super().__new__(cls, url)
+        target.prefix, target.key_file = prefix, key_file
+        return target
+
+
+_prefixes = iter(range(1, 1 << 30))
+
+
+def redis_target(redis, key_dir):
+    return RedisTarget(redis.url, f"t{next(_prefixes)}:", os.path.join(key_dir, "log-key"))
+
+
 class Server:
     """The real server process on loopback.  creds: grpc channel credentials for a TLS
     server (the test client's channel uses them; default plaintext)."""
@@ -50,6 +139,9 @@ class Server:
     def __init__(self, history_dir, *extra, creds=None):
         self.history_dir = history_dir
         self.creds = creds
+        if isinstance(history_dir, RedisTarget):
+            extra = ("--history-prefix", history_dir.prefix, "--log-key-file",
+                     history_dir.key_file, *extra)
         for _ in range(3):
             self.port = free_port()
             self.log = tempfile.TemporaryFile()
@@ -136,6 +228,9 @@ class Server:
 
 
 def history(history_dir, *args):
+    """driftrec-history's JSON lines, from an LMDB directory or a RedisTarget."""
+    if isinstance(history_dir, RedisTarget):
+        args = ("--prefix", history_dir.prefix, *args)
     out = subprocess.run([HISTORY_BIN, history_dir, *args], check=True, capture_output=True,
                          text=True).stdout
     return [json.loads(line) for line in out.splitlines() if line]
@@ -146,9 +241,14 @@ def event(user="u1", item="i1", ts=1_700_000_000, etype=pb.CLICK, **kw):
 
 
 class IngestAndHealth(unittest.TestCase):
+    backend = "lmdb"
+
+    def history_target(self):
+        return self.dir.name + "/history"
+
     def setUp(self):
         self.dir = tempfile.TemporaryDirectory()
-        self.srv = Server(self.dir.name + "/history")
+        self.srv = Server(self.history_target())
 
     def tearDown(self):
         self.assertEqual(self.srv.stop(), 0, self.srv.stderr())
@@ -208,6 +308,7 @@ class IngestAndHealth(unittest.TestCase):
         self.assertIn("driftrec_deadline_dropped_total 0", text)
         self.assertRegex(text, r'driftrec_info\{kernel_isa="(ref|avx2|avx512|avx512vnni|neon|neondot)"')
         self.assertIn("driftrec_queue_depth 0", text)
+        self.assertIn(f'driftrec_history_durable{{backend="{self.backend}"}} 1', text)
         linked = subprocess.run(["ldd", SERVER_BIN], capture_output=True, text=True).stdout
         if "libjemalloc" in linked:  # not under the sanitizers
             self.assertRegex(text, r'driftrec_jemalloc_bytes\{stat="allocated"\} [1-9]')
@@ -494,9 +595,13 @@ class RecommendWithBundle(unittest.TestCase):
     def setUpClass(cls):
         cls.dir = tempfile.TemporaryDirectory()
         cls.bundle = Bundle(cls.dir.name)
-        cls.history_dir = cls.dir.name + "/history"
+        cls.history_dir = cls.history_target()
         cls.srv = Server(cls.history_dir, "--model", cls.bundle.path)
         cls.stored = {}  # user -> the events acknowledged for it, in arrival order
+
+    @classmethod
+    def history_target(cls):
+        return cls.dir.name + "/history"
 
     @classmethod
     def tearDownClass(cls):
@@ -1504,28 +1609,38 @@ class QueryText(unittest.TestCase):
             self.assertIn("query-weight 1.5: expected a number in [0, 1]", r.stderr)
 
 
+def ingest_until_stopped(srv, n_clients=3):
+    """Clients ingesting batches of 5 events (each with an event_id) until their call fails;
+    returns (threads, stop event, the acknowledged event ids)."""
+    acked, stop = [], threading.Event()
+
+    def client(worker):
+        n = 0
+        while not stop.is_set():
+            batch = [event(user=f"k{worker}", item=f"i{n}-{j}", ts=1_700_000_000 + n,
+                           event_id=f"w{worker}-{n}-{j}") for j in range(5)]
+            try:
+                srv.ingest(batch, timeout=2)
+            except grpc.RpcError:
+                return  # the server (or its store) died under us: not acknowledged
+            acked.extend(e.event_id for e in batch)
+            n += 1
+
+    threads = [threading.Thread(target=client, args=(w,)) for w in range(n_clients)]
+    for t in threads:
+        t.start()
+    return threads, stop, acked
+
+
 class KillDuringIngest(unittest.TestCase):
+    def history_target(self, d):
+        return d + "/history"
+
     def test_every_acknowledged_event_survives_kill_9(self):
         with tempfile.TemporaryDirectory() as d:
-            hist = d + "/history"
+            hist = self.history_target(d)
             srv = Server(hist)
-            acked, stop = [], threading.Event()
-
-            def client(worker):
-                n = 0
-                while not stop.is_set():
-                    batch = [event(user=f"k{worker}", item=f"i{n}-{j}", ts=1_700_000_000 + n,
-                                   event_id=f"w{worker}-{n}-{j}") for j in range(5)]
-                    try:
-                        srv.ingest(batch, timeout=2)
-                    except grpc.RpcError:
-                        return  # the server died under us: this batch was not acknowledged
-                    acked.extend(e.event_id for e in batch)
-                    n += 1
-
-            threads = [threading.Thread(target=client, args=(w,)) for w in range(3)]
-            for t in threads:
-                t.start()
+            threads, stop, acked = ingest_until_stopped(srv)
             time.sleep(1.5)
             srv.proc.send_signal(signal.SIGKILL)
             srv.proc.wait(timeout=10)
@@ -1544,6 +1659,8 @@ class KillDuringIngest(unittest.TestCase):
             self.assertEqual(len(stored), len(set(stored)))
             missing = set(acked) - set(stored)
             self.assertEqual(missing, set(), f"{len(missing)} acknowledged events lost")
+            print(f"\nkill -9 of driftrec-server ({type(self).__name__}): {len(acked)} events "
+                  f"acknowledged, {len(stored)} stored", file=sys.stderr)
 
 
 def metric_value(text, name, labels):
@@ -2478,6 +2595,245 @@ class Shutdown(unittest.TestCase):
             srv.stop()
             self.assertEqual(errors, [])
             self.assertIn('"stopped"', srv.stderr())
+
+
+# ---- the same store tests over Redis ----------------------------------------------------------
+
+
+class RedisClass:
+    """A mixin: one redis-server for the class (skipped without one), stopped at the end."""
+
+    backend = "redis"
+
+    @classmethod
+    def setUpClass(cls):
+        if not REDIS_BIN:
+            raise unittest.SkipTest(NO_REDIS)
+        cls.redis = RedisServer()
+        cls.key_dir = tempfile.TemporaryDirectory()
+        try:
+            super().setUpClass()
+        except BaseException:
+            cls.redis.stop()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            super().tearDownClass()
+        finally:
+            cls.redis.stop()
+            cls.key_dir.cleanup()
+
+
+class IngestAndHealthRedis(RedisClass, IngestAndHealth):
+    """IngestAndHealth over Redis: each test has its own key prefix."""
+
+    def history_target(self):
+        return redis_target(self.redis, self.key_dir.name)
+
+    test_lmdb_environment_is_durable = None  # LMDB's flags; Redis's settings below
+
+    def test_redis_is_durable(self):
+        flags = history(self.srv.history_dir, "flags")[0]
+        self.assertEqual(flags, {"backend": "redis", "appendonly": "yes",
+                                 "appendfsync": "always", "durable": 1})
+
+    def test_redis_key_layout(self):
+        self.srv.ingest([event(user="caf\u00e9", item="i1", event_id="k-1")])
+        prefix = self.srv.history_dir.prefix
+        for key, kind in ((prefix + "seq", "string"), (prefix + "ids", "hash"),
+                          (prefix + "log", "stream"), (prefix + "u:caf\u00e9", "zset")):
+            self.assertEqual(self.redis.command("TYPE", key), "+" + kind, key)
+        self.assertEqual(self.redis.command("GET", prefix + "seq"), "$1")
+
+
+    def test_two_replicas_share_one_history(self):
+        # A second server on the same Redis and prefix: what one stores the other reads, an
+        # event_id is applied once whichever replica gets it, and concurrent Ingest through
+        # both leaves one log with a gap-free seq.
+        other = Server(self.srv.history_dir)
+        try:
+            self.assertEqual(self.srv.ingest([event(item="a", event_id="x-1")]).accepted, 1)
+            r = other.ingest([event(item="a", event_id="x-1"), event(item="b", ts=1_700_000_001)])
+            self.assertEqual((r.accepted, r.duplicates), (1, 1))
+            errors = []
+
+            def client(srv, name):
+                for n in range(60):
+                    try:
+                        srv.ingest([event(user=name, item=f"i{n}", ts=1_700_000_000 + n,
+                                          event_id=f"{name}-{n}")])
+                        srv.ingest([event(user=name, item=f"i{n}", ts=1_700_000_000 + n,
+                                          event_id=f"{name}-{n}")])  # a retry: a duplicate
+                    except grpc.RpcError as e:
+                        errors.append(e)
+
+            threads = [threading.Thread(target=client, args=(srv, f"{tag}{c}"))
+                       for tag, srv in (("a", self.srv), ("b", other)) for c in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+            self.assertEqual(errors, [])
+        finally:
+            self.assertEqual(other.stop(), 0, other.stderr())
+        log = history(self.srv.history_dir, "log")
+        self.assertEqual([x["seq"] for x in log], list(range(1, 2 + 4 * 60 + 1)))
+        for user in ("a0", "a1", "b0", "b1"):
+            rows = history(self.srv.history_dir, "user", user)
+            self.assertEqual([x["item_id"] for x in rows], [f"i{n}" for n in range(60)], user)
+
+
+class KillDuringIngestRedis(RedisClass, KillDuringIngest):
+    """kill -9 of driftrec-server over Redis, and kill -9 of redis-server itself."""
+
+    def history_target(self, d):
+        return redis_target(self.redis, d)
+
+    def test_every_acknowledged_event_survives_kill_9_of_redis(self):
+        # redis-server dies under heavy ingest: the calls in flight fail (UNAVAILABLE), and
+        # once it is back from its AOF, every acknowledged event is there, once; the server
+        # reconnects by itself.
+        with tempfile.TemporaryDirectory() as d:
+            hist = self.history_target(d)
+            srv = Server(hist)
+            try:
+                threads, stop, acked = ingest_until_stopped(srv)
+                time.sleep(1.5)
+                self.redis.kill(signal.SIGKILL)
+                for t in threads:
+                    t.join(timeout=10)
+                stop.set()
+                self.assertGreater(len(acked), 50, "too few events were acknowledged")
+                with self.assertRaises(grpc.RpcError) as cm:
+                    srv.ingest([event(item="down", event_id="down-1")])
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+                self.assertIn("history store is unavailable", cm.exception.details())
+                self.redis.restart()
+                self.assertEqual(srv.ingest([event(item="back", event_id="back-1")]).accepted, 1)
+                text = srv.metrics()
+                self.assertRegex(text, r'driftrec_requests_total\{method="Ingest",'
+                                       r'code="UNAVAILABLE",variant="A"\} [1-9]')
+            finally:
+                self.assertEqual(srv.stop(), 0, srv.stderr())
+            stored = [r.get("event_id") for r in history(hist, "log")]
+            self.assertEqual(len(stored), len(set(stored)))
+            missing = set(acked) - set(stored)
+            self.assertEqual(missing, set(), f"{len(missing)} acknowledged events lost")
+            self.assertIn("back-1", stored)
+            print(f"\nkill -9 of redis-server: {len(acked)} events acknowledged, {len(stored)} "
+                  "stored after the restart from its AOF", file=sys.stderr)
+
+
+class RedisSettings(unittest.TestCase):
+    """What the server does with a Redis history it must not trust, or cannot reach."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not REDIS_BIN:
+            raise unittest.SkipTest(NO_REDIS)
+
+    def start(self, *args):
+        return subprocess.run([SERVER_BIN, "--listen", f"127.0.0.1:{free_port()}",
+                               "--metrics", "off", *args],
+                              capture_output=True, text=True, timeout=60)
+
+    def test_volatile_redis_is_refused_unless_allowed(self):
+        redis = RedisServer(durable=False)  # appendonly no: Debian's default
+        try:
+            with tempfile.TemporaryDirectory() as d:
+                r = self.start("--history", redis.url, "--log-key-file", d + "/key")
+                self.assertEqual(r.returncode, 1, r.stderr)
+                self.assertIn("would lose acknowledged events (appendonly no", r.stderr)
+                self.assertIn("--history-allow-volatile", r.stderr)
+                srv = Server(redis_target(redis, d), "--history-allow-volatile", "yes")
+                try:
+                    self.assertIn('"level":"warn","msg":"the history store would lose '
+                                  'acknowledged events in a crash"', srv.stderr())
+                    self.assertIn('driftrec_history_durable{backend="redis"} 0', srv.metrics())
+                    self.assertEqual(srv.ingest([event()]).accepted, 1)
+                finally:
+                    self.assertEqual(srv.stop(), 0, srv.stderr())
+                r = self.start("--history", redis.url, "--log-key-file", d + "/key",
+                               "--history-allow-volatile", "maybe")
+                self.assertEqual(r.returncode, 2)
+                self.assertIn("expected yes or no", r.stderr)
+        finally:
+            redis.stop()
+
+    def test_writes_wait_for_replicas(self):
+        # --history-replicas 1: an Ingest is acknowledged once a replica has it too; with the
+        # replica gone it fails with UNAVAILABLE (stored on the primary: the retry is a
+        # duplicate, not a second copy).
+        primary = RedisServer()
+        replica = RedisServer(replica_of=primary)
+        try:
+            deadline = time.monotonic() + 20
+            while "master_link_status:up" not in replica.info("replication"):
+                self.assertLess(time.monotonic(), deadline, "the replica did not sync")
+                time.sleep(0.05)
+            with tempfile.TemporaryDirectory() as d:
+                srv = Server(redis_target(primary, d), "--history-replicas", "1",
+                             "--history-timeout-ms", "1000")
+                try:
+                    self.assertEqual(srv.ingest([event(item="a", event_id="r-1")]).accepted, 1)
+                    replica.kill()
+                    start = time.monotonic()
+                    with self.assertRaises(grpc.RpcError) as cm:
+                        srv.ingest([event(item="b", event_id="r-2")])
+                    self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAVAILABLE)
+                    self.assertGreater(time.monotonic() - start, 0.4)  # WAIT: half the timeout
+                    self.assertIn("0 of 1 replicas", srv.stderr())
+                    rows = history(srv.history_dir, "user", "u1")
+                    self.assertEqual([r["item_id"] for r in rows], ["a", "b"])
+                finally:
+                    self.assertEqual(srv.stop(), 0, srv.stderr())
+        finally:
+            replica.stop()
+            primary.stop()
+
+    def test_bad_redis_targets_are_refused_with_a_message(self):
+        with tempfile.TemporaryDirectory() as d:
+            key = ("--log-key-file", d + "/key")
+            for url, message in (
+                    (f"redis://127.0.0.1:{free_port()}", "cannot connect"),
+                    ("redis://127.0.0.1:99999", "bad port"),
+                    ("redis://user:secret@127.0.0.1:6379", "user or password is not supported"),
+                    ("unix://relative.sock", "absolute")):
+                r = self.start("--history", url, "--history-timeout-ms", "500", *key)
+                self.assertEqual(r.returncode, 1, url)
+                self.assertIn(message, r.stderr, url)
+                self.assertNotIn("secret", r.stderr)
+            r = self.start("--history", "redis://127.0.0.1:6379")  # no --log-key-file
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("a Redis history needs --log-key-file", r.stderr)
+            r = subprocess.run([HISTORY_BIN, f"redis://127.0.0.1:{free_port()}", "log"],
+                               capture_output=True, text=True, timeout=30)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("cannot connect", r.stderr)
+
+
+# The bundle tests that read and write the store (the history read in time order, cached
+# states against replays, concurrent ingest, impressions in the log) over Redis; the ones that
+# make stores of their own, or test nothing of the store, run on LMDB only.
+REDIS_BUNDLE_TESTS = {
+    "test_model_is_served", "test_recommend_and_rank_equal_pytorch_and_numpy",
+    "test_cached_states_equal_replays", "test_concurrent_ingest_and_recommend",
+    "test_state_window_semantics", "test_inline_events_apply_to_one_request",
+    "test_exclusion_modes_and_category", "test_recommend_logs_impressions",
+}
+
+
+class RecommendWithBundleRedis(RedisClass, RecommendWithBundle):
+    @classmethod
+    def history_target(cls):
+        return redis_target(cls.redis, cls.key_dir.name)
+
+
+for _name in dir(RecommendWithBundle):
+    if _name.startswith("test_") and _name not in REDIS_BUNDLE_TESTS:
+        setattr(RecommendWithBundleRedis, _name, None)
 
 
 if __name__ == "__main__":

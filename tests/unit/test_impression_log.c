@@ -1,10 +1,11 @@
 /* test_impression_log.c: Recommend's impression queue and its group-commit writer
  * (server/impression_log.h) over a real history store in a temporary directory.
  *
- * Usage: test_impression_log CASE
+ * Usage: test_impression_log CASE [redis]
  *   drain    1000 responses (about 14000 impressions) appended as fast as possible, then
  *            destroy at once: the drain commits every one; each record has its user, item,
- *            request id, variant, position, model version and ts, in append order
+ *            request id, variant, position, model version and ts, in append order.  With
+ *            "redis", over a Redis history (a redis-server the test starts; 77 without one)
  *   full     another process holds LMDB's write lock, so the writer cannot commit: appends
  *            still return at once, a response that does not fit is dropped whole and
  *            counted, and once the lock is free exactly the accepted ones reach the log
@@ -12,6 +13,7 @@
  *            blocks, destroy returns
  */
 #include "dr_test.h"
+#include "dr_test_redis.h"
 #include "history.h"
 #include "impression_log.h"
 #include "workpool.h" /* dr_now_ns */
@@ -150,10 +152,21 @@ static void remove_store(struct dr_history *h, const char *dir)
     rmdir(dir);
 }
 
-static int test_drain(void)
+static int test_drain(bool is_redis)
 {
     char dir[400];
-    struct dr_history *h = open_store(dir, sizeof dir, 0);
+    struct dr_test_redis redis;
+    struct dr_history *h = NULL;
+    if (is_redis) {
+        dr_test_redis_start(&redis, false);
+        struct dr_error err = {0};
+        if (dr_history_open(redis.url, NULL, &h, &err) != DR_OK) {
+            fprintf(stderr, "history: %s\n", err.msg);
+            exit(1);
+        }
+    } else {
+        h = open_store(dir, sizeof dir, 0);
+    }
     struct dr_impression_log *log = NULL;
     DR_CHECK(dr_impression_log_create(h, 1000000, &log, NULL) == DR_OK, "create");
     enum { N_RESPONSES = 1000 };
@@ -178,7 +191,12 @@ static int test_drain(void)
     dr_impression_log_destroy(log); /* drains */
     DR_CHECK(before.dropped_queue_full == 0 && before.dropped_write_failed == 0, "drops");
     check_log(h, n_items, accepted, N_RESPONSES, total);
-    remove_store(h, dir);
+    if (is_redis) {
+        dr_history_close(h);
+        dr_test_redis_stop(&redis);
+    } else {
+        remove_store(h, dir);
+    }
     return dr_test_failures ? 1 : 0;
 }
 
@@ -302,9 +320,10 @@ static int test_failing(void)
 int main(int argc, char **argv)
 {
     dr_test_init_seed();
+    signal(SIGPIPE, SIG_IGN); /* as the server: a closed Redis socket is an error */
     const char *name = argc > 1 ? argv[1] : "";
     if (strcmp(name, "drain") == 0)
-        return test_drain();
+        return test_drain(argc > 2 && strcmp(argv[2], "redis") == 0);
     if (strcmp(name, "full") == 0)
         return test_full();
     if (strcmp(name, "failing") == 0)
