@@ -68,6 +68,8 @@ struct dr_metrics {
     struct histogram hist[DR_HIST_COUNT][DR_METRIC_METHOD_COUNT];
     size_t (*queue_depth_fn)(void *);
     void *queue_depth_ctx;
+    size_t (*in_flight_fn)(void *);
+    void *in_flight_ctx;
     struct MHD_Daemon *httpd;
 };
 
@@ -127,6 +129,12 @@ void dr_metrics_set_queue_depth_fn(struct dr_metrics *m, size_t (*fn)(void *), v
 {
     m->queue_depth_fn = fn;
     m->queue_depth_ctx = ctx;
+}
+
+void dr_metrics_set_in_flight_fn(struct dr_metrics *m, size_t (*fn)(void *), void *ctx)
+{
+    m->in_flight_fn = fn;
+    m->in_flight_ctx = ctx;
 }
 
 void dr_metrics_set_model(struct dr_metrics *m, const char *name, const char *version)
@@ -310,6 +318,12 @@ char *dr_metrics_render(struct dr_metrics *m)
             "# HELP driftrec_queue_depth Requests waiting for a worker.\n"
             "# TYPE driftrec_queue_depth gauge\ndriftrec_queue_depth %zu\n",
             m->queue_depth_fn(m->queue_depth_ctx));
+    if (m->in_flight_fn)
+        put(&t,
+            "# HELP driftrec_in_flight_requests Requests queued for or being handled by a worker "
+            "(the per-pod autoscaling signal).\n"
+            "# TYPE driftrec_in_flight_requests gauge\ndriftrec_in_flight_requests %zu\n",
+            m->in_flight_fn(m->in_flight_ctx));
     pthread_mutex_lock(&m->model_lock);
     put(&t,
         "# HELP driftrec_info Build and runtime facts (value 1).\n# TYPE driftrec_info gauge\n"

@@ -40,6 +40,11 @@ struct dr_server_opts {
     /* w in [0, 1] of Recommend's query-text blend (recommend.h): 0 ignores the query, 1 ranks
      * by it alone. */
     float query_weight;
+    /* A client connection is sent GOAWAY after about this long (gRPC adds +-10% jitter), so
+     * clients reconnect and a load balancer that balances connections, not calls, spreads them
+     * over replicas added since; 0 = never.  Its calls then get the grace period to finish. */
+    int max_connection_age_ms;
+    int max_connection_age_grace_ms; /* 0 = gRPC's default (unbounded) */
 };
 
 void dr_server_opts_default(struct dr_server_opts *opts);
