@@ -50,7 +50,9 @@ static void usage(FILE *out)
             "                       replicas (default 0: never)\n"
             "  --max-connection-age-grace-ms N\n"
             "                       after that GOAWAY, the connection's calls get N ms to\n"
-            "                       finish before it is closed (default 0: no limit)\n"
+            "                       finish before it is closed (default 0: no limit)\n");
+    /* Two strings, each under the 4095 characters C99 compilers must support. */
+    fprintf(out,
             "  --log-level LEVEL    error, warn, info (default) or debug: debug adds a line per\n"
             "                       request (env DR_LOG_LEVEL).  Logs are JSON lines on stderr\n"
             "  --log-key-file FILE  key of the user-id hash in log lines: 32 to 128 hex digits,\n"
