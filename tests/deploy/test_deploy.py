@@ -956,6 +956,31 @@ server {
                 self.assertTrue(ok, f"{rel(path)}: nginx -t: {out}")
 
 
+class Kustomize(unittest.TestCase):
+    def test_kustomization_renders_every_listed_object(self):
+        # kubectl is no Debian 12 package: used where an operator's machine has it.
+        kubectl = shutil.which("kubectl")
+        if not kubectl:
+            self.skipTest("kubectl not installed: kustomization.yaml not rendered")
+        r = subprocess.run([kubectl, "kustomize", K8S], capture_output=True, text=True,
+                           timeout=120)
+        self.assertEqual(r.returncode, 0, f"deploy/k8s/kustomization.yaml: kubectl kustomize: "
+                         f"{r.stderr}")
+        rendered = [d for d in yaml.safe_load_all(r.stdout) if d]
+        m = load_k8s()
+        listed = [d for f in m["kustomization.yaml"][0]["resources"] for d in m[f]]
+        key = lambda d: (d["kind"], d["metadata"]["name"])  # noqa: E731
+        self.assertEqual(sorted(map(key, rendered)), sorted(map(key, listed)))
+        # The common label reaches every object but no selector (a changed selector would
+        # orphan the pods of an earlier apply).
+        dep = [d for d in rendered if key(d) == ("Deployment", "driftrec")][0]
+        self.assertEqual(dep["spec"]["selector"], find(m, "Deployment", "driftrec")[1]["spec"][
+            "selector"])
+        for d in rendered:
+            self.assertEqual(d["metadata"]["labels"].get("app.kubernetes.io/part-of"),
+                             "driftrec", key(d))
+
+
 class Docs(unittest.TestCase):
     def test_deploy_doc_covers_every_manifest_and_is_linked(self):
         with open(os.path.join(REPO, "docs/deploy.md")) as f:
