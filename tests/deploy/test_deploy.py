@@ -625,7 +625,8 @@ class Manifests(unittest.TestCase):
         return validate_k8s(m, self.help, self.env_table, self.metrics)
 
     def test_manifests_fit_together_and_the_code(self):
-        self.assertEqual(self.validate(self.m), [])
+        errors = self.validate(self.m)
+        self.assertFalse(errors, "in deploy/k8s/:\n  " + "\n  ".join(errors))
 
     def test_every_env_var_and_option_named_exists_in_the_server(self):
         _, dep = find(self.m, "Deployment", "driftrec")
@@ -871,7 +872,7 @@ class Dockerfile(unittest.TestCase):
 
     def test_dockerfile(self):
         errors, pkgs, exposed, env = validate_dockerfile(self.text)
-        self.assertEqual(errors, [])
+        self.assertFalse(errors, "\n  " + "\n  ".join(errors))
         m = load_k8s()
         c = server_container(find(m, "Deployment", "driftrec")[1])
         ports = {p["containerPort"] for p in c["ports"]}
