@@ -76,6 +76,16 @@ static void usage(FILE *out)
             "  --drain-delay-ms N   at SIGTERM, health answers NOT_SERVING for N ms while\n"
             "                       calls are still served, so load balancers stop routing\n"
             "                       here before the port closes (default 0)\n"
+            "  --max-connection-age-ms N\n"
+            "                       send each client connection GOAWAY after about N ms\n"
+            "                       (+-10%%), so clients reconnect and a connection-level load\n"
+            "                       balancer (a Kubernetes Service) spreads them over new\n"
+            "                       replicas (default 0: never)\n"
+            "  --max-connection-age-grace-ms N\n"
+            "                       after that GOAWAY, the connection's calls get N ms to\n"
+            "                       finish before it is closed (default 0: no limit)\n");
+    /* Two strings, each under the 4095 characters C99 compilers must support. */
+    fprintf(out,
             "  --log-level LEVEL    error, warn, info (default) or debug: debug adds a line per\n"
             "                       request (env DR_LOG_LEVEL).  Logs are JSON lines on stderr\n"
             "  --log-key-file FILE  key of the user-id hash in log lines: 32 to 128 hex digits,\n"
@@ -258,6 +268,11 @@ static bool apply_option(struct options *o, const char *name, const char *v, con
         opts->drain_grace_ms = (int)parse_count(label, v, 600000);
     else if (strcmp(name, "drain-delay-ms") == 0)
         opts->drain_delay_ms = strcmp(v, "0") == 0 ? 0 : (int)parse_count(label, v, 600000);
+    else if (strcmp(name, "max-connection-age-ms") == 0)
+        opts->max_connection_age_ms = strcmp(v, "0") == 0 ? 0 : (int)parse_count(label, v, INT_MAX);
+    else if (strcmp(name, "max-connection-age-grace-ms") == 0)
+        opts->max_connection_age_grace_ms =
+            strcmp(v, "0") == 0 ? 0 : (int)parse_count(label, v, INT_MAX);
     else if (strcmp(name, "query-weight") == 0)
         opts->query_weight = parse_unit(label, v);
     else if (strcmp(name, "warmup") == 0)
@@ -524,6 +539,10 @@ int main(int argc, char **argv)
     dr_log_str(&line, "admin", dr_auth_has_admin(auth) ? "token" : "disabled");
     dr_log_str(&line, "model_dir", opts.model.bundle_dir ? opts.model.bundle_dir : "");
     dr_log_str(&line, "model_root", opts.model.root ? opts.model.root : "");
+    dr_log_int(&line, "max_connection_age_ms", opts.server.max_connection_age_ms);
+    dr_log_int(&line, "max_connection_age_grace_ms", opts.server.max_connection_age_grace_ms);
+    dr_log_int(&line, "drain_delay_ms", opts.server.drain_delay_ms);
+    dr_log_int(&line, "drain_grace_ms", opts.server.drain_grace_ms);
     dr_log_end(&line);
 
     if (has_model) {

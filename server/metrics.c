@@ -74,6 +74,8 @@ struct dr_metrics {
     void *queue_depth_ctx;
     char history_backend[16];
     bool is_history_durable;
+    size_t (*in_flight_fn)(void *);
+    void *in_flight_ctx;
     struct MHD_Daemon *httpd;
 };
 
@@ -152,6 +154,12 @@ void dr_metrics_set_queue_depth_fn(struct dr_metrics *m, size_t (*fn)(void *), v
 {
     m->queue_depth_fn = fn;
     m->queue_depth_ctx = ctx;
+}
+
+void dr_metrics_set_in_flight_fn(struct dr_metrics *m, size_t (*fn)(void *), void *ctx)
+{
+    m->in_flight_fn = fn;
+    m->in_flight_ctx = ctx;
 }
 
 void dr_metrics_set_model(struct dr_metrics *m, const char *name, const char *version)
@@ -374,6 +382,12 @@ char *dr_metrics_render(struct dr_metrics *m)
             "appendfsync always).\n# TYPE driftrec_history_durable gauge\n"
             "driftrec_history_durable{backend=\"%s\"} %d\n",
             m->history_backend, m->is_history_durable ? 1 : 0);
+    if (m->in_flight_fn)
+        put(&t,
+            "# HELP driftrec_in_flight_requests Requests queued for or being handled by a worker "
+            "(the per-pod autoscaling signal).\n"
+            "# TYPE driftrec_in_flight_requests gauge\ndriftrec_in_flight_requests %zu\n",
+            m->in_flight_fn(m->in_flight_ctx));
     pthread_mutex_lock(&m->model_lock);
     put(&t,
         "# HELP driftrec_info Build and runtime facts (value 1).\n# TYPE driftrec_info gauge\n"

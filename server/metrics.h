@@ -67,6 +67,8 @@ void dr_metrics_count_model_load(struct dr_metrics *m, bool ok);
 void dr_metrics_count_misrouted(struct dr_metrics *m);
 /* A gauge read at scrape time (e.g. the work queue's depth). */
 void dr_metrics_set_queue_depth_fn(struct dr_metrics *m, size_t (*fn)(void *), void *ctx);
+/* Requests queued or being handled, read at scrape time (driftrec_in_flight_requests). */
+void dr_metrics_set_in_flight_fn(struct dr_metrics *m, size_t (*fn)(void *), void *ctx);
 /* The info gauge's model; any time, any thread (a model may be loaded after the start). */
 void dr_metrics_set_model(struct dr_metrics *m, const char *name, const char *version);
 void dr_metrics_count_skipped(struct dr_metrics *m, enum dr_metric_skip reason, uint64_t n);

@@ -1091,6 +1091,11 @@ static size_t queue_depth(void *pool)
     return dr_workpool_depth(pool);
 }
 
+static size_t in_flight(void *pool)
+{
+    return dr_workpool_in_flight(pool);
+}
+
 static int mkdir_p(const char *path)
 {
     char buf[1024];
@@ -1247,6 +1252,7 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
     }
     dr_metrics_set_queue_depth_fn(srv->metrics, queue_depth, srv->pool);
     dr_metrics_set_history(srv->metrics, hinfo.backend, hinfo.is_durable);
+    dr_metrics_set_in_flight_fn(srv->metrics, in_flight, srv->pool);
     if (opts->text_model && opts->text_model[0]) {
         st = load_text_model(srv, opts->text_model, err);
         if (st != DR_OK)
@@ -1267,15 +1273,25 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
     }
 
     grpc_init();
-    grpc_arg args[3];
-    args[0] = (grpc_arg){.type = GRPC_ARG_INTEGER,
-                         .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-                         .value.integer = opts->max_message_bytes};
-    args[1] =
+    grpc_arg args[5];
+    size_t n_args = 0;
+    args[n_args++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                                .key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+                                .value.integer = opts->max_message_bytes};
+    args[n_args++] =
         (grpc_arg){.type = GRPC_ARG_INTEGER, .key = GRPC_ARG_ALLOW_REUSEPORT, .value.integer = 0};
-    args[2] = (grpc_arg){
+    args[n_args++] = (grpc_arg){
         .type = GRPC_ARG_INTEGER, .key = GRPC_ARG_MAX_CONCURRENT_STREAMS, .value.integer = 1024};
-    grpc_channel_args channel_args = {.num_args = 3, .args = args};
+    /* Only when set: gRPC's own defaults (no age limit, unbounded grace) stay otherwise. */
+    if (opts->max_connection_age_ms > 0)
+        args[n_args++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                                    .key = GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                                    .value.integer = opts->max_connection_age_ms};
+    if (opts->max_connection_age_grace_ms > 0)
+        args[n_args++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
+                                    .key = GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                                    .value.integer = opts->max_connection_age_grace_ms};
+    grpc_channel_args channel_args = {.num_args = n_args, .args = args};
     srv->server = grpc_server_create(&channel_args, NULL);
     srv->cq = grpc_completion_queue_create_for_next(NULL);
     srv->shutdown_cq = grpc_completion_queue_create_for_pluck(NULL);

@@ -57,6 +57,11 @@ struct dr_server_opts {
     /* TLS and tokens (auth.h): borrowed, kept by the caller until dr_server_shutdown has
      * returned; NULL = plaintext, no tokens, Admin disabled. */
     const struct dr_auth *auth;
+    /* A client connection is sent GOAWAY after about this long (gRPC adds +-10% jitter), so
+     * clients reconnect and a load balancer that balances connections, not calls, spreads them
+     * over replicas added since; 0 = never.  Its calls then get the grace period to finish. */
+    int max_connection_age_ms;
+    int max_connection_age_grace_ms; /* 0 = gRPC's default (unbounded) */
 };
 
 void dr_server_opts_default(struct dr_server_opts *opts);

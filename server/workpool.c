@@ -19,6 +19,7 @@ struct dr_workpool {
     pthread_cond_t ready;
     struct job *ring;
     size_t capacity, head, len;
+    size_t n_running; /* jobs a worker has taken and not finished */
     bool stopping;
     size_t n_threads;
     pthread_t *threads;
@@ -43,9 +44,11 @@ static void *worker_main(void *arg)
         struct job job = pool->ring[pool->head];
         pool->head = (pool->head + 1) % pool->capacity;
         pool->len--;
+        pool->n_running++;
         pthread_mutex_unlock(&pool->lock);
         job.fn(job.arg, dr_now_ns() - job.submitted_ns);
         pthread_mutex_lock(&pool->lock);
+        pool->n_running--;
     }
     pthread_mutex_unlock(&pool->lock);
     return NULL;
@@ -105,6 +108,14 @@ size_t dr_workpool_depth(struct dr_workpool *pool)
     size_t len = pool->len;
     pthread_mutex_unlock(&pool->lock);
     return len;
+}
+
+size_t dr_workpool_in_flight(struct dr_workpool *pool)
+{
+    pthread_mutex_lock(&pool->lock);
+    size_t n = pool->len + pool->n_running;
+    pthread_mutex_unlock(&pool->lock);
+    return n;
 }
 
 void dr_workpool_destroy(struct dr_workpool *pool)

@@ -22,6 +22,9 @@ enum dr_status dr_workpool_create(size_t n_threads, size_t queue_capacity,
  * full, DR_ERR_INVALID_ARG once the pool is stopping. */
 enum dr_status dr_workpool_submit(struct dr_workpool *pool, dr_job_fn fn, void *arg);
 size_t dr_workpool_depth(struct dr_workpool *pool);
+/* Jobs queued plus jobs a worker is running: the pool's whole load, the signal an autoscaler
+ * reads (depth alone stays 0 until every worker is busy). */
+size_t dr_workpool_in_flight(struct dr_workpool *pool);
 /* Finishes every queued job, joins the threads, frees the pool.  NULL is a no-op. */
 void dr_workpool_destroy(struct dr_workpool *pool);
 
