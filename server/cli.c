@@ -10,6 +10,7 @@
  *     embed TEXT [TEXT ...]
  *     get-model
  *     admin-status
+ *     admin-reload
  * Replies print as one JSON object on stdout; a gRPC error prints its status and message
  * on stderr and exits 1 (usage errors exit 2).
  */
@@ -45,6 +46,8 @@ static void usage(FILE *out)
             "  get-model\n"
             "  admin-status          driftrec.v1.Admin/GetStatus (needs the admin token:\n"
             "                        --token-file ADMIN_TOKEN_FILE)\n"
+            "  admin-reload          driftrec.v1.Admin/Reload: load the model source again and\n"
+            "                        swap it in (admin token; --timeout-ms covers the load)\n"
             "options:\n"
             "  --addr HOST:PORT      the server (env DR_ADDR; default 127.0.0.1:50051)\n"
             "  --timeout-ms N        each call's deadline (default 5000)\n" DR_CLIENT_OPTS_USAGE
@@ -381,6 +384,27 @@ int main(int argc, char **argv)
             }
             print_json(o);
             driftrec__v1__get_status_response__free_unpacked(r, NULL);
+        }
+    } else if (strcmp(cmd, "admin-reload") == 0) {
+        Driftrec__V1__ReloadRequest req = DRIFTREC__V1__RELOAD_REQUEST__INIT;
+        rc = call(client, "/driftrec.v1.Admin/Reload", &req.base, timeout_ms, &res);
+        if (rc == 0) {
+            Driftrec__V1__ReloadResponse *r =
+                driftrec__v1__reload_response__unpack(NULL, res.reply_len, res.reply);
+            cJSON *o = cJSON_CreateObject();
+            if (r) {
+                if (r->has_model)
+                    add_bytes(o, "model", r->model);
+                if (r->has_model_version)
+                    add_bytes(o, "model_version", r->model_version);
+                if (r->has_previous_version)
+                    add_bytes(o, "previous_version", r->previous_version);
+                if (r->has_model_dir)
+                    add_bytes(o, "model_dir", r->model_dir);
+                cJSON_AddNumberToObject(o, "load_ms", r->load_ms);
+            }
+            print_json(o);
+            driftrec__v1__reload_response__free_unpacked(r, NULL);
         }
     } else {
         fprintf(stderr, "driftrec-cli: unknown command '%s'\n", cmd);

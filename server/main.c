@@ -361,23 +361,6 @@ static cJSON *load_config(const char *path, struct options *opts)
     return root;
 }
 
-/* Loads the model source's directory now (at the start, at SIGHUP, or when the registry
- * has a new version); the server logs the result, whose message names the bad file. */
-static enum dr_status load_model(struct dr_server *srv, const struct dr_model_source *src)
-{
-    char dir[DR_MODEL_PATH_MAX];
-    struct dr_error err = {0};
-    enum dr_status st = dr_model_source_resolve(src, dir, &err);
-    if (st != DR_OK) {
-        struct dr_log_line line;
-        dr_log_begin(&line, DR_LOG_ERROR, "no model to load");
-        dr_log_str(&line, "detail", err.msg);
-        dr_log_end(&line);
-        return st;
-    }
-    return dr_server_load_model(srv, dir, &err);
-}
-
 /* A registry version that failed to load is not retried at every poll: only once its
  * manifest changes (or at SIGHUP). */
 struct failed_version {
@@ -506,6 +489,7 @@ int main(int argc, char **argv)
         }
     }
     opts.server.is_model_expected = has_model;
+    opts.server.model_source = &opts.model;
     struct dr_server *srv = NULL;
     struct dr_error err = {0};
     struct dr_log_line line;
@@ -547,7 +531,7 @@ int main(int argc, char **argv)
 
     if (has_model) {
         uint64_t start_ns = dr_now_ns();
-        if (load_model(srv, &opts.model) != DR_OK) {
+        if (dr_server_reload(srv, &err) != DR_OK) {
             /* The start fails as a whole: exit status 2, like a bad flag. */
             dr_server_shutdown(srv);
             dr_auth_destroy(auth);
@@ -586,7 +570,7 @@ int main(int argc, char **argv)
             continue;
         }
         dr_log(DR_LOG_INFO, "SIGHUP: reloading the model");
-        load_model(srv, &opts.model);
+        dr_server_reload(srv, &err);
     }
     dr_log_begin(&line, DR_LOG_INFO, "draining");
     dr_log_int(&line, "signal", sig);

@@ -27,7 +27,8 @@ static const double bucket_le_s[] = {50e-6, 100e-6, 250e-6, 500e-6, 1e-3,   2.5e
 #define N_BUCKETS (sizeof bucket_le_s / sizeof bucket_le_s[0])
 
 static const char *const method_names[DR_METRIC_METHOD_COUNT] = {
-    "Recommend", "Rank", "Embed", "Ingest", "GetModel", "Health", "AdminGetStatus", "unknown"};
+    "Recommend", "Rank",           "Embed",       "Ingest", "GetModel",
+    "Health",    "AdminGetStatus", "AdminReload", "unknown"};
 static const char *const status_names[DR_METRIC_STATUS_COUNT] = {
     "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
     "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",

@@ -64,6 +64,7 @@ enum method {
     M_GET_MODEL,
     M_HEALTH,
     M_ADMIN_GET_STATUS,
+    M_ADMIN_RELOAD,
     M_COUNT,
     M_GENERIC = M_COUNT,
 };
@@ -76,6 +77,7 @@ static const char *const method_paths[M_COUNT] = {
     [M_GET_MODEL] = "/driftrec.v1.Recommender/GetModel",
     [M_HEALTH] = "/grpc.health.v1.Health/Check",
     [M_ADMIN_GET_STATUS] = "/driftrec.v1.Admin/GetStatus",
+    [M_ADMIN_RELOAD] = "/driftrec.v1.Admin/Reload",
 };
 
 #define REQUESTS_POSTED_PER_METHOD 8
@@ -485,6 +487,36 @@ static bool bytes_equal(const ProtobufCBinaryData *b, const char *s)
     return b->len == strlen(s) && memcmp(b->data, s, b->len) == 0;
 }
 
+static void handle_admin_reload(struct call *c)
+{
+    struct dr_server *srv = c->srv;
+    char previous[160] = "";
+    struct model_slot *before = slot_acquire(srv);
+    if (before)
+        snprintf(previous, sizeof previous, "%s", dr_bundle_version(before->bundle));
+    slot_release(before);
+    uint64_t start_ns = dr_now_ns();
+    struct dr_error err = {0};
+    enum dr_status st = dr_server_reload(srv, &err);
+    if (st != DR_OK) {
+        char msg[sizeof err.msg + 64];
+        snprintf(msg, sizeof msg, "reload refused, the served model stays: %s", err.msg);
+        reply(c, GRPC_STATUS_FAILED_PRECONDITION, msg, NULL);
+        return;
+    }
+    Driftrec__V1__ReloadResponse resp = DRIFTREC__V1__RELOAD_RESPONSE__INIT;
+    struct model_slot *slot = slot_acquire(srv); /* the strings below point into it */
+    resp.has_model = resp.has_model_version = resp.has_model_dir = resp.has_load_ms = 1;
+    resp.model = bytes_of(dr_bundle_name(slot->bundle));
+    resp.model_version = bytes_of(dr_bundle_version(slot->bundle));
+    resp.model_dir = bytes_of(slot->dir);
+    resp.load_ms = (double)(dr_now_ns() - start_ns) / 1e6;
+    resp.has_previous_version = previous[0] != '\0';
+    resp.previous_version = bytes_of(previous);
+    reply(c, GRPC_STATUS_OK, NULL, &resp.base); /* packs before returning */
+    slot_release(slot);
+}
+
 /* Every loaded model (the bundle is the default), or the one the request names. */
 static void handle_get_model(struct call *c)
 {
@@ -724,6 +756,9 @@ static void run_job(void *arg, uint64_t queued_ns)
     case M_GET_MODEL:
         handle_get_model(c);
         break;
+    case M_ADMIN_RELOAD: /* on a worker: a load takes long, and pollers must keep polling */
+        handle_admin_reload(c);
+        break;
     case M_EMBED:
         if (c->srv->bert)
             handle_embed(c);
@@ -766,6 +801,7 @@ static const ProtobufCMessageDescriptor *const descriptors[M_COUNT] = {
     [M_GET_MODEL] = &driftrec__v1__get_model_request__descriptor,
     [M_HEALTH] = &grpc__health__v1__health_check_request__descriptor,
     [M_ADMIN_GET_STATUS] = &driftrec__v1__get_status_request__descriptor,
+    [M_ADMIN_RELOAD] = &driftrec__v1__reload_request__descriptor,
 };
 
 static void handle_health(struct call *c)
@@ -1421,6 +1457,25 @@ enum dr_status dr_server_load_model(struct dr_server *srv, const char *dir, stru
     }
     pthread_mutex_unlock(&srv->load_lock);
     return st;
+}
+
+enum dr_status dr_server_reload(struct dr_server *srv, struct dr_error *err)
+{
+    const struct dr_model_source *src = srv->opts.model_source;
+    if (!src || !dr_model_source_is_set(src))
+        return dr_error_set(err, DR_ERR_INVALID_ARG,
+                            "no model source to reload (--model or --model-root)");
+    char dir[DR_MODEL_PATH_MAX];
+    enum dr_status st = dr_model_source_resolve(src, dir, err);
+    if (st != DR_OK) {
+        struct dr_log_line line;
+        dr_log_begin(&line, DR_LOG_ERROR, "no model to load");
+        dr_log_str(&line, "detail", err ? err->msg : "");
+        dr_log_end(&line);
+        dr_metrics_count_model_load(srv->metrics, false);
+        return st;
+    }
+    return dr_server_load_model(srv, dir, err);
 }
 
 bool dr_server_model_dir(struct dr_server *srv, char *dir, size_t size)

@@ -10,6 +10,7 @@
 
 struct dr_auth;
 struct dr_bundle;
+struct dr_model_source;
 
 struct dr_server_opts {
     const char *listen_addr; /* "127.0.0.1:50051" */
@@ -37,6 +38,9 @@ struct dr_server_opts {
     /* BERT model directory for Embed; NULL or "" = none.  Embed's only: Recommend's query text
      * uses the bundle's own text encoder, the one its text projection was trained on. */
     const char *text_model;
+    /* Where the recommendation model comes from (model_source.h; borrowed, kept by the
+     * caller until dr_server_shutdown has returned); NULL: none. */
+    const struct dr_model_source *model_source;
     /* A recommendation model will follow (dr_server_load_model): until then Recommend and Rank
      * answer UNAVAILABLE (retry), not FAILED_PRECONDITION (no model on this instance). */
     bool is_model_expected;
@@ -82,6 +86,9 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
  * On failure the served model (if any) stays, the failure is logged with the reason and
  * counted (driftrec_model_loads_total{result="failed"}), and err says why. */
 enum dr_status dr_server_load_model(struct dr_server *srv, const char *dir, struct dr_error *err);
+/* Resolves opts.model_source now (the bundle directory, or the registry's highest version)
+ * and loads it as dr_server_load_model does: at the start, SIGHUP and Admin.Reload. */
+enum dr_status dr_server_reload(struct dr_server *srv, struct dr_error *err);
 /* The directory the served model was loaded from; false without a model. */
 bool dr_server_model_dir(struct dr_server *srv, char *dir, size_t size);
 /* The port /metrics is served on (0 if off). */

@@ -1835,6 +1835,57 @@ class HotReload(unittest.TestCase):
             finally:
                 self.assertEqual(srv.stop(), 0, srv.stderr()[-3000:])
 
+    def test_admin_reload_needs_the_admin_token_and_refuses_a_bad_version(self):
+        with tempfile.TemporaryDirectory() as d:
+            token_file = os.path.join(d, "admin-token")
+            with open(token_file, "w") as f:
+                f.write("admin-" + "ab" * 16 + "\n")
+            os.chmod(token_file, 0o600)
+            srv = self.start(d + "/history", "--model-poll-ms", "0", "--admin-token-file",
+                             token_file)
+
+            def reload(token=None):
+                fn = srv.channel.unary_unary(
+                    "/driftrec.v1.Admin/Reload", request_serializer=lambda m: m.SerializeToString(),
+                    response_deserializer=pb.ReloadResponse.FromString)
+                md = [("authorization", f"Bearer {token}")] if token else []
+                return fn(pb.ReloadRequest(), metadata=md, timeout=60)
+            try:
+                before = self.served_version(srv)
+                new = str(int(max((v for v in os.listdir(self.model_dir) if v.isdigit()),
+                                  key=int)) + 1)
+                self.add_version(new)
+                for token in (None, "wrong-token-" + "x" * 20):
+                    with self.assertRaises(grpc.RpcError) as cm:
+                        reload(token)
+                    self.assertEqual(cm.exception.code(), grpc.StatusCode.UNAUTHENTICATED)
+                self.assertEqual(self.served_version(srv), before)  # nothing was loaded
+                r = reload("admin-" + "ab" * 16)
+                self.assertEqual((r.model, r.model_version, r.previous_version),
+                                 (self.NAME, new, before))
+                self.assertEqual(r.model_dir, os.path.join(self.model_dir, new))
+                self.assertGreater(r.load_ms, 0)
+                self.assertEqual(self.served_version(srv), new)
+                # A corrupt newer version: FAILED_PRECONDITION naming the file; the served stays.
+                bad = str(int(new) + 1)
+                self.add_version(bad, corrupt=True)
+                with self.assertRaises(grpc.RpcError) as cm:
+                    reload("admin-" + "ab" * 16)
+                self.assertEqual(cm.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
+                self.assertIn("the served model stays", cm.exception.details())
+                self.assertIn("vectors.f32", cm.exception.details())
+                self.assertEqual(self.served_version(srv), new)
+                shutil.rmtree(os.path.join(self.model_dir, bad))
+                # driftrec-cli with the admin token reloads too.
+                r = subprocess.run([CLI_BIN, "--addr", f"127.0.0.1:{srv.port}", "--token-file",
+                                    token_file, "admin-reload"], capture_output=True, text=True,
+                                   timeout=60)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                got = json.loads(r.stdout)
+                self.assertEqual((got["model_version"], got["previous_version"]), (new, new))
+            finally:
+                self.assertEqual(srv.stop(), 0, srv.stderr()[-3000:])
+
     def test_bad_model_source_options(self):
         root = os.path.dirname(self.model_dir)
         with tempfile.TemporaryDirectory() as d:
