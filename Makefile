@@ -8,6 +8,7 @@
 #   make bench-models   BERT-mini and the interest model vs ONNX Runtime and PyTorch
 #   make bench-server   driftrec-server vs a Python grpcio + PyTorch peer (saturation, p99)
 #   make bench-overload the server at 3x a lowered capacity for 5 minutes (refusals, RSS)
+#   make bench-concurrency  Recommend at concurrency 1, 16, 64: cached, not cached, query text
 #   make test-asan      the unit and kernel tests under ASan + UBSan (build-asan/)
 #   make format / make check-format
 MAKEFLAGS += --no-print-directory
@@ -155,4 +156,9 @@ bench-server: build
 # resident memory (about 6 minutes).
 bench-overload: build
 	@/usr/bin/python3 bench/load/overload.py --build $(BUILD_DIR) $(OVERLOAD_FLAGS)
-.PHONY: bench-server bench-overload
+
+# Recommend's QPS, p50, p99 at concurrency 1, 16, 64: cached state, not cached, 50 inline
+# events, and with a query text (a few minutes).
+bench-concurrency: build
+	@/usr/bin/python3 bench/load/concurrency.py --build $(BUILD_DIR) $(CONCURRENCY_FLAGS)
+.PHONY: bench-server bench-overload bench-concurrency

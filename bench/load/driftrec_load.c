@@ -137,6 +137,7 @@ struct opts {
     const char *addr, *method, *mix, *mode, *json, *replay, *plot;
     struct dr_client_opts transport;
     int concurrency, max_in_flight, timeout_ms, k, connections;
+    bool is_inline; /* Recommend and Rank carry the line's events (else the user id only) */
     double rate, duration_s, warmup_s, max_send_lag_ms;
     unsigned seed;
 };
@@ -265,7 +266,7 @@ static const char *dr_json_str(const cJSON *o, const char *key)
 }
 
 /* One replay line into e; false when it lacks a user id or events. */
-static bool dr_replay_entry_init(struct dr_replay_entry *e, const cJSON *o, int k)
+static bool dr_replay_entry_init(struct dr_replay_entry *e, const cJSON *o, int k, bool is_inline)
 {
     const char *user = dr_json_str(o, "user_id"), *query = dr_json_str(o, "query");
     const cJSON *events = cJSON_GetObjectItemCaseSensitive(o, "events");
@@ -320,8 +321,8 @@ static bool dr_replay_entry_init(struct dr_replay_entry *e, const cJSON *o, int 
         rec.has_user_id = rec.has_k = 1;
         rec.user_id = bin(user);
         rec.k = k;
-        rec.n_recent_events = (size_t)n;
-        rec.recent_events = ptrs;
+        rec.n_recent_events = is_inline ? (size_t)n : 0;
+        rec.recent_events = is_inline ? ptrs : NULL;
         e->body[0] = dr_pack(&rec.base, &e->len[0]);
         rec.has_query_text = 1;
         rec.query_text = bin(query && query[0] ? query : "gift ideas");
@@ -329,8 +330,8 @@ static bool dr_replay_entry_init(struct dr_replay_entry *e, const cJSON *o, int 
         Driftrec__V1__RankRequest rank = DRIFTREC__V1__RANK_REQUEST__INIT;
         rank.has_user_id = 1;
         rank.user_id = bin(user);
-        rank.n_recent_events = (size_t)n;
-        rank.recent_events = ptrs;
+        rank.n_recent_events = is_inline ? (size_t)n : 0;
+        rank.recent_events = is_inline ? ptrs : NULL;
         if (n_cand == 0) /* Rank needs a candidate: the last event's item */
             cand[n_cand++] = evs[n - 1].item_id;
         rank.n_candidate_item_ids = (size_t)n_cand;
@@ -393,7 +394,7 @@ static bool dr_replay_load(struct run *r, const char *path)
         }
         struct dr_replay_entry *e = &r->replay[r->n_replay];
         memset(e, 0, sizeof *e);
-        if (!o || !dr_replay_entry_init(e, o, r->o.k)) {
+        if (!o || !dr_replay_entry_init(e, o, r->o.k, r->o.is_inline)) {
             fprintf(stderr, "driftrec-load: %s:%zu: not a replay line\n", path, lineno);
             for (int j = 0; j < 3; j++)
                 free(e->body[j]);
@@ -799,7 +800,11 @@ static void usage(FILE *out)
             "                        user), recommend_query adds its query text, rank its\n"
             "                        candidates; ingest sends its last event for user\n"
             "                        \"load-\" + its user id (without --replay: synthetic)\n"
-            "  --k N                 Recommend's k (default 10)\n"
+            "  --stored-history      Recommend and Rank send the line's user id only: the\n"
+            "                        server answers from that user's stored history (and its\n"
+            "                        cached state); ingest the users' events first\n"
+            "  --k N                 Recommend's k (default 10)\n");
+    fprintf(out,
             "  --mode closed|open    closed loop (default) or open loop (Poisson arrivals)\n"
             "  --concurrency N       closed loop: calls kept in flight (default 8)\n"
             "  --connections N       HTTP/2 connections to the server, calls spread over them\n"
@@ -838,6 +843,7 @@ int main(int argc, char **argv)
     struct run r = {.o = {.addr = "127.0.0.1:50051",
                           .method = "health",
                           .k = 10,
+                          .is_inline = true,
                           .mode = "closed",
                           .concurrency = 8,
                           .connections = 1,
@@ -857,6 +863,10 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
+        if (strcmp(a, "--stored-history") == 0) { /* the one flag without a value */
+            r.o.is_inline = false;
+            continue;
+        }
         if (!v) {
             usage(stderr);
             return 2;
@@ -871,6 +881,7 @@ int main(int argc, char **argv)
             r.o.replay = v;
         else if (strcmp(a, "--k") == 0)
             r.o.k = atoi(v);
+
         else if (strcmp(a, "--mode") == 0)
             r.o.mode = v;
         else if (strcmp(a, "--concurrency") == 0)
