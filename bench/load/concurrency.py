@@ -26,8 +26,9 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, "models", "train"))
+import random_shop
+
+REPO = random_shop.REPO
 WORDS = ("trail running shoe waterproof jacket wool sock tent stove lamp phone case cable "
          "charger novel cookbook atlas guide kettle mug blender knife pan lens tripod bag "
          "backpack bottle helmet glove scarf watch band speaker headphone keyboard mouse").split()
@@ -35,9 +36,8 @@ WORDS = ("trail running shoe waterproof jacket wool sock tent stove lamp phone c
 
 def build(work, n_items, seed):
     import driftrec_train.runtime  # noqa: F401  (BLAS set-up before numpy and torch)
-    import numpy as np
     import torch
-    from driftrec_train import bert, bundle as bundle_mod, export, golden, interest
+    from driftrec_train import bert, export, golden
     torch.set_num_threads(1)
     vocab = os.path.join(work, "vocab.txt")
     shared = os.path.join(REPO, "..", "shared", "data", "bert-mini-uncased-vocab", "vocab.txt")
@@ -55,23 +55,9 @@ def build(work, n_items, seed):
     bert.random_init(enc, torch.Generator().manual_seed(seed))
     text_dir = export.export_bert(enc.eval(), os.path.join(work, "text"), dtype="int8",
                                   name="bench-text", vocab=vocab, do_lower_case=True)
-    dim = 64
-    config = interest.InterestConfig(item_dim=dim, hidden_size=128, num_layers=1, max_events=50,
-                                     half_life_s=7 * 86400.0)
-    model = interest.InterestModel(config)
-    interest.random_init(model, torch.Generator().manual_seed(seed))
-    model.eval()
-    rng = np.random.default_rng(seed)
-    ids = [f"item-{i}" for i in range(n_items)]
-    vectors = (rng.standard_normal((n_items, dim)) / np.sqrt(dim)).astype(np.float32)
-    proj = (rng.standard_normal((dim, 256)) / 16).astype(np.float32)
-    bundle = bundle_mod.write_bundle(
-        os.path.join(work, "bundle"), name="bench", interest_model=model, item_ids=ids,
-        item_vectors=vectors, text_model_dir=text_dir, text_projection=proj,
-        preprocessing={"clip": {"dwell_s": 600.0, "amount": 1000.0}, "time_unit": "seconds",
-                       "text": {"max_len": 32}},
-        training={"run": "random weights (concurrency benchmark)"})
-    return str(bundle), ids
+    ids = random_shop.write_bundle(os.path.join(work, "bundle"), n_items, 64, seed, hidden=128,
+                                   text_model_dir=text_dir, text_dim=256, text_max_len=32)
+    return os.path.join(work, "bundle"), ids
 
 
 def write_data(work, ids, n_users, seed):
@@ -80,15 +66,7 @@ def write_data(work, ids, n_users, seed):
         for i in ids:
             f.write(json.dumps({"item_id": i, "title": " ".join(rng.sample(WORDS, 6))}) + "\n")
     events = os.path.join(work, "events.jsonl")
-    with open(events, "w") as f:
-        for u in range(n_users):
-            ts = 1_700_000_000
-            for _ in range(60):
-                ts += rng.choice([5, 60, 600, 7200])
-                f.write(json.dumps({"user_id": f"u{u}", "item_id": rng.choice(ids), "ts": ts,
-                                    "event_type": rng.choice(["view", "click", "purchase"]),
-                                    "dwell_s": rng.choice([None, 20.0]), "amount": None,
-                                    "rating": None, "text": ""}) + "\n")
+    random_shop.write_events(events, ids, n_users, 60, seed)
     replay = os.path.join(work, "replay.jsonl")
     subprocess.run([sys.executable, os.path.join(REPO, "bench", "load", "make_replay.py"), events,
                     replay, "--cuts", "1"], check=True, capture_output=True)

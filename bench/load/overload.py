@@ -17,7 +17,6 @@ from the first minute to the last.  JSON in --out.
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -26,44 +25,14 @@ import time
 import re
 import urllib.request
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(REPO, "models", "train"))
+import random_shop
 
-
-def write_bundle(path, n_items, dim, seed):
-    import driftrec_train.runtime  # noqa: F401  (BLAS set-up before numpy and torch)
-    import numpy as np
-    import torch
-    from driftrec_train import bundle as bundle_mod, interest
-    torch.set_num_threads(1)
-    config = interest.InterestConfig(item_dim=dim, hidden_size=2 * dim, num_layers=1,
-                                     max_events=50, half_life_s=7 * 86400.0)
-    model = interest.InterestModel(config)
-    interest.random_init(model, torch.Generator().manual_seed(seed))
-    model.eval()
-    rng = np.random.default_rng(seed)
-    ids = [f"item-{i}" for i in range(n_items)]
-    vectors = (rng.standard_normal((n_items, dim)) / np.sqrt(dim)).astype(np.float32)
-    bundle_mod.write_bundle(path, name="overload", interest_model=model, item_ids=ids,
-                            item_vectors=vectors,
-                            preprocessing={"clip": {"dwell_s": 600.0, "amount": 1000.0},
-                                           "time_unit": "seconds"},
-                            training={"run": "random weights (overload benchmark)"})
-    return ids
+REPO = random_shop.REPO
 
 
 def write_replay(out_dir, ids, n_users, seed):
-    rng = random.Random(seed)
     events = os.path.join(out_dir, "events.jsonl")
-    with open(events, "w") as f:
-        for u in range(n_users):
-            ts = 1_700_000_000
-            for _ in range(60):
-                ts += rng.choice([5, 60, 600, 7200])
-                f.write(json.dumps({"user_id": f"u{u}", "item_id": rng.choice(ids), "ts": ts,
-                                    "event_type": rng.choice(["view", "click", "purchase"]),
-                                    "dwell_s": rng.choice([None, 20.0]), "amount": None,
-                                    "rating": None, "text": ""}) + "\n")
+    random_shop.write_events(events, ids, n_users, 60, seed)
     replay = os.path.join(out_dir, "replay.jsonl")
     subprocess.run([sys.executable, os.path.join(REPO, "bench", "load", "make_replay.py"),
                     events, replay], check=True, capture_output=True)
@@ -122,7 +91,7 @@ def main():
     work = tempfile.TemporaryDirectory()
     bundle = os.path.join(work.name, "bundle")
     print(f"overload: writing a random bundle ({a.items} items, dim {a.dim})", flush=True)
-    ids = write_bundle(bundle, a.items, a.dim, seed=7)
+    ids = random_shop.write_bundle(bundle, a.items, a.dim, seed=7)
     a.replay = write_replay(work.name, ids, n_users=200, seed=7)
     port = 50950
     log = open(os.path.join(a.out, "server.log"), "w")
