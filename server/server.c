@@ -80,6 +80,12 @@ static const char *const method_paths[M_COUNT] = {
     [M_ADMIN_RELOAD] = "/driftrec.v1.Admin/Reload",
 };
 
+/* Metrics are indexed by method: the two enums share their order, generic calls "unknown". */
+_Static_assert((int)M_RECOMMEND == (int)DR_METRIC_RECOMMEND &&
+                   (int)M_ADMIN_RELOAD == (int)DR_METRIC_ADMIN_RELOAD &&
+                   (int)M_GENERIC == (int)DR_METRIC_UNKNOWN,
+               "enum method and enum dr_metric_method must share their order");
+
 #define REQUESTS_POSTED_PER_METHOD 8
 #define SERVICE_NAME               "driftrec.v1.Recommender"
 
@@ -906,11 +912,14 @@ static void handle_admin_status(struct call *c)
  * checked too (by their service), so the Admin service answers nobody without its token. */
 static bool is_authorized(struct call *c)
 {
-    const char *path = method_paths[c->method];
-    size_t len = path ? strlen(path) : 0;
+    const char *path; /* generic calls (M_GENERIC) have no entry in method_paths */
+    size_t len;
     if (c->method == M_GENERIC) {
         path = (const char *)GRPC_SLICE_START_PTR(c->details.method);
         len = GRPC_SLICE_LENGTH(c->details.method);
+    } else {
+        path = method_paths[c->method];
+        len = strlen(path);
     }
     const char *msg = NULL;
     grpc_status_code code =
