@@ -2314,9 +2314,15 @@ class TlsAndTokens(unittest.TestCase):
         self.assertFalse(r.HasField("model"))
         self.assertEqual(r.variant, "A")
         # Every Admin path, known or not, needs the admin token first.
-        self.assertEqual(self.code_of("/driftrec.v1.Admin/Reload", req), U)
-        self.assertEqual(self.code_of("/driftrec.v1.Admin/Reload", req, token=self.admin_token),
+        self.assertEqual(self.code_of("/driftrec.v1.Admin/Nope", req), U)
+        self.assertEqual(self.code_of("/driftrec.v1.Admin/Nope", req, token=self.admin_token),
                          grpc.StatusCode.UNIMPLEMENTED)
+        self.assertEqual(self.code_of("/driftrec.v1.Admin/Reload", pb.ReloadRequest()), U)
+        # With the token, Reload on an instance without a model source says so.
+        with self.assertRaises(grpc.RpcError) as cm:
+            self.call("/driftrec.v1.Admin/Reload", pb.ReloadRequest(), token=self.admin_token)
+        self.assertEqual(cm.exception.code(), grpc.StatusCode.FAILED_PRECONDITION)
+        self.assertIn("no model source", cm.exception.details())
         ca = ["--tls-ca", self.path("ca.pem")]
         r = self.cli(*ca, "--token-file", self.admin_token_file, "admin-status")
         self.assertEqual(r.returncode, 0, r.stderr)
