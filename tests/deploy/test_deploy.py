@@ -1063,7 +1063,49 @@ class Kustomize(unittest.TestCase):
                              "driftrec", key(d))
 
 
+def exported_metric_names():
+    """Every metric family server/metrics.c renders, the ones whose names it formats included
+    (driftrec_%s_seconds over its histogram names, driftrec_state_cache_%s_total)."""
+    with open(os.path.join(REPO, "server/metrics.c")) as f:
+        text = f.read()
+    names = metric_names_in_source()
+    hist = re.search(r"hist_names\[[A-Z_]+\] = \{([^}]*)\}", text)
+    names |= {f"driftrec_{h}_seconds" for h in re.findall(r'"([a-z_]+)"', hist.group(1))}
+    cache = text[text.index("counters[] = {"):text.index("driftrec_state_cache_%s_total")]
+    names |= {f"driftrec_state_cache_{c}_total"
+              for c in re.findall(r'\{"([a-z_]+)",', cache)}
+    return names
+
+
+# The operator-facing pages: every metric they name must be one the server exports.
+OPERATOR_DOCS = ("README.md", "docs/deploy.md", "docs/ab-testing.md", "docs/history.md",
+                 "docs/security.md", "docs/bundle.md", "docs/api.md")
+
+
 class Docs(unittest.TestCase):
+    def test_metrics_the_operator_docs_name_are_exported(self):
+        exported = exported_metric_names()
+        self.assertIn("driftrec_request_seconds", exported)
+        self.assertIn("driftrec_state_cache_hits_total", exported)
+        for page in OPERATOR_DOCS:
+            with open(os.path.join(REPO, page)) as f:
+                text = f.read()
+            for name in sorted(set(re.findall(r"\bdriftrec_[a-z0-9_]*[a-z0-9]\b", text))):
+                if name == "driftrec_train":  # the training package, not a metric
+                    continue
+                base = re.sub(r"_(bucket|sum|count)$", "", name)
+                self.assertTrue(name in exported or base in exported,
+                                f"{page}: {name}: not a metric driftrec-server exports "
+                                "(server/metrics.c)")
+
+    def test_env_vars_the_deploy_doc_names_are_read_by_the_server(self):
+        with open(os.path.join(REPO, "docs/deploy.md")) as f:
+            named = set(re.findall(r"\bDR_[A-Z][A-Z_]*[A-Z]\b", f.read()))
+        known = set(env_options()) | set(re.findall(r"\bDR_[A-Z_]+\b", server_help())) \
+            if running(SERVER_BIN) else set(env_options()) | {"DR_CONFIG", "DR_ISA_MAX"}
+        self.assertEqual(sorted(named - known), [], "docs/deploy.md: environment variables "
+                         "driftrec-server does not read")
+
     def test_deploy_doc_covers_every_manifest_and_is_linked(self):
         with open(os.path.join(REPO, "docs/deploy.md")) as f:
             doc = f.read()
