@@ -43,6 +43,9 @@ HISTORY_BIN = os.environ.get("DR_HISTORY_BIN", os.path.join(BUILD, "server/drift
 K8S = os.path.join(REPO, "deploy/k8s")
 DOCKERFILE = os.path.join(REPO, "deploy/Dockerfile")
 
+# The ConfigMap's model options (the registry on the models volume).
+MODEL_KEYS = ("model", "model-root", "model-name", "model-poll-ms")
+
 # The probe service names: "" is the whole server (alive), the Recommender is ready once a
 # model is loaded and warm (server/server.c's health handler).
 LIVE_SERVICE = ""
@@ -268,11 +271,15 @@ def validate_k8s(m, help_text, env_table, metric_names):
         errors.append(f"{cm_file}: config.json.drain-delay-ms: {delay_ms}, less than one "
                       f"readiness period ({period} s): a prober may never see NOT_SERVING")
     tgps = pod.get("terminationGracePeriodSeconds", 30)
-    need = sleep_s + (delay_ms + grace_ms) / 1000
+    # After the grace period the server cancels the calls left, but exits only once every
+    # handler has returned: one blocked on Redis returns within history-timeout-ms.
+    stuck_ms = int(cfg.get("history-timeout-ms", 2000)) if str(
+        env.get("DR_HISTORY", "")).startswith(("redis://", "unix://")) else 0
+    need = sleep_s + (delay_ms + grace_ms + stuck_ms) / 1000
     if not tgps > need:
         errors.append(f"{dfile}: spec.template.spec.terminationGracePeriodSeconds: {tgps}, must "
                       f"exceed preStop {sleep_s} s + drain-delay-ms {delay_ms} + drain-grace-ms "
-                      f"{grace_ms} = {need:g} s")
+                      f"{grace_ms} + history-timeout-ms {stuck_ms} = {need:g} s")
     live = get(c, "livenessProbe.periodSeconds", 10) * get(c, "livenessProbe.failureThreshold", 3)
     if live * 1000 <= delay_ms + grace_ms:
         errors.append(f"{P}.livenessProbe: fails after {live} s, within a drain "
@@ -312,12 +319,37 @@ def validate_k8s(m, help_text, env_table, metric_names):
         errors.append(f"{dfile}: spec.template.spec.affinity.podAntiAffinity: no term over the "
                       "pod labels with topologyKey kubernetes.io/hostname")
 
-    # volumes: the model under a mounted volume (read-only), the claim defined; the log key
-    # under a mounted volume
-    model = env.get("DR_MODEL", "")
-    mvm = [vm for vm in mounts.values() if model.startswith(vm["mountPath"].rstrip("/") + "/")]
-    if not model or not mvm:
-        errors.append(f"{P}.env.DR_MODEL: {model!r} is not under a mounted volume")
+    # the model: one bundle (DR_MODEL / "model") or a registry ("model-root" + "model-name",
+    # or their DR_ variables), not both (the server refuses that); under a mounted volume
+    # (read-only), the claim defined.  The log key under a mounted volume.
+    def option(var, key):
+        """(where, value) of an option set by the Deployment's env or the ConfigMap."""
+        if env.get(var):
+            return f"{P}.env.{var}", env[var]
+        if cfg.get(key) not in (None, ""):
+            return f"{cm_file}: config.json.{key}", str(cfg[key])
+        return None, ""
+    model_at, model = option("DR_MODEL", "model")
+    root_at, root = option("DR_MODEL_ROOT", "model-root")
+    name_at, model_name = option("DR_MODEL_NAME", "model-name")
+    if model and root:
+        errors.append(f"{model_at}: {model!r} and {root_at}: {root!r}: the server refuses "
+                      "both (--model and --model-root are exclusive): keep one")
+    if root and not model_name:
+        errors.append(f"{root_at}: {root!r} without model-name (DR_MODEL_NAME): the server "
+                      "refuses a registry without the model's directory name")
+    if model_name and (not root or "/" in model_name or model_name in (".", "..")):
+        errors.append(f"{name_at}: {model_name!r}: a directory name without '/', with "
+                      "model-root")
+    path_at, path = (root_at, root) if root else (model_at, model)
+    mvm = [vm for vm in mounts.values()
+           if path.rstrip("/") == vm["mountPath"].rstrip("/")
+           or path.startswith(vm["mountPath"].rstrip("/") + "/")]
+    if not path:
+        errors.append(f"{P}.env: no model: set model-root and model-name in the ConfigMap "
+                      "(or DR_MODEL for one bundle)")
+    elif not mvm:
+        errors.append(f"{path_at}: {path!r} is not under a mounted volume")
     else:
         if not mvm[0].get("readOnly"):
             errors.append(f"{P}.volumeMounts.{mvm[0]['name']}: the models are mounted writable")
@@ -695,6 +727,30 @@ class Manifests(unittest.TestCase):
             cm["data"]["config.json"] = json.dumps(cfg)
         self.expect_error(shadow, "configmap.yaml: config.json.listen: also set by DR_LISTEN")
 
+    def test_validator_catches_two_model_sources_and_a_registry_without_a_name(self):
+        def both(m):
+            c = server_container(find(m, "Deployment", "driftrec")[1])
+            c["env"].append({"name": "DR_MODEL", "value": "/models/demo/v1"})
+        self.expect_error(both, "deployment.yaml: containers[server].env.DR_MODEL: "
+                                "'/models/demo/v1' and configmap.yaml: config.json.model-root: "
+                                "'/models': the server refuses both")
+
+        def config(m, **changes):
+            cm = find(m, "ConfigMap", "driftrec-config")[1]
+            cfg = json.loads(cm["data"]["config.json"])
+            for k, v in changes.items():
+                cfg.pop(k.replace("_", "-"), None)
+                if v is not None:
+                    cfg[k.replace("_", "-")] = v
+            cm["data"]["config.json"] = json.dumps(cfg)
+        self.expect_error(lambda m: config(m, model_name=None),
+                          "configmap.yaml: config.json.model-root: '/models' without model-name")
+        self.expect_error(lambda m: config(m, model_root="/srv/models"),
+                          "configmap.yaml: config.json.model-root: '/srv/models' is not under a "
+                          "mounted volume")
+        self.expect_error(lambda m: config(m, model_root=None, model_name=None),
+                          "no model: set model-root and model-name")
+
     def test_validator_catches_an_env_var_the_server_does_not_read(self):
         def mutate(m):
             c = server_container(find(m, "Deployment", "driftrec")[1])
@@ -715,10 +771,12 @@ class LiveServer(unittest.TestCase):
         cls.tmp = tempfile.TemporaryDirectory()
         cls.cfg = config_json(cls.m, [])
         cls.config_path = os.path.join(cls.tmp.name, "config.json")
+        # The model registry is the cluster's volume: this start serves none (the probes'
+        # answers without a model); test_the_configmap_model_registry_is_read checks its keys.
         with open(cls.config_path, "w") as f:
-            json.dump(cls.cfg, f)
+            json.dump({k: v for k, v in cls.cfg.items() if k not in MODEL_KEYS}, f)
         cls.redis = None
-        # The environment's options (listen, metrics, history, model) and the log key's path
+        # The environment's options (listen, metrics, history) and the log key's path
         # are the cluster's: loopback and temporary ones here.  Everything else is the
         # ConfigMap's own value.
         history = os.path.join(cls.tmp.name, "history")
@@ -812,6 +870,29 @@ class LiveServer(unittest.TestCase):
             if x["type"] == "Pods":
                 self.assertIn(x["pods"]["metric"]["name"], exported,
                               "hpa.yaml: spec.metrics.pods.metric.name: not in a live scrape")
+
+    def test_the_configmap_model_registry_is_read(self):
+        # The ConfigMap's model-root and model-name, with the root moved to a temporary
+        # registry that holds the model's directory but no version yet: the server reads both
+        # keys (an unknown key would be refused before), looks in ROOT/NAME and stops with
+        # exit status 2, as a pod does until the first version is copied in (docs/deploy.md).
+        root, name = self.cfg.get("model-root"), self.cfg.get("model-name")
+        if not root:
+            self.skipTest("configmap.yaml: no model-root: the model is one bundle (DR_MODEL)")
+        with tempfile.TemporaryDirectory() as d:
+            os.mkdir(os.path.join(d, name))
+            path = os.path.join(d, "config.json")
+            with open(path, "w") as f:
+                json.dump(dict(self.cfg, **{"model-root": d}), f)
+            env = {k: v for k, v in os.environ.items() if not k.startswith("DR_")}
+            r = subprocess.run([SERVER_BIN, "--config", path, "--listen", f"127.0.0.1:{free_port()}",
+                                "--metrics", "off", "--history", os.path.join(d, "history"),
+                                "--drain-delay-ms", "0", "--log-key-file", os.path.join(d, "key")],
+                               capture_output=True, text=True, timeout=60, env=env)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn(f'"model_root":"{d}"', r.stderr, "configmap.yaml: model-root not in effect")
+        self.assertIn(f"model registry {d}/{name}: no version directory with a manifest.json",
+                      r.stderr, "configmap.yaml: model-root/model-name not read as a registry")
 
     def test_a_bad_key_in_the_configmap_is_refused(self):
         path = os.path.join(self.tmp.name, "bad.json")
@@ -982,7 +1063,49 @@ class Kustomize(unittest.TestCase):
                              "driftrec", key(d))
 
 
+def exported_metric_names():
+    """Every metric family server/metrics.c renders, the ones whose names it formats included
+    (driftrec_%s_seconds over its histogram names, driftrec_state_cache_%s_total)."""
+    with open(os.path.join(REPO, "server/metrics.c")) as f:
+        text = f.read()
+    names = metric_names_in_source()
+    hist = re.search(r"hist_names\[[A-Z_]+\] = \{([^}]*)\}", text)
+    names |= {f"driftrec_{h}_seconds" for h in re.findall(r'"([a-z_]+)"', hist.group(1))}
+    cache = text[text.index("counters[] = {"):text.index("driftrec_state_cache_%s_total")]
+    names |= {f"driftrec_state_cache_{c}_total"
+              for c in re.findall(r'\{"([a-z_]+)",', cache)}
+    return names
+
+
+# The operator-facing pages: every metric they name must be one the server exports.
+OPERATOR_DOCS = ("README.md", "docs/deploy.md", "docs/ab-testing.md", "docs/history.md",
+                 "docs/security.md", "docs/bundle.md", "docs/api.md")
+
+
 class Docs(unittest.TestCase):
+    def test_metrics_the_operator_docs_name_are_exported(self):
+        exported = exported_metric_names()
+        self.assertIn("driftrec_request_seconds", exported)
+        self.assertIn("driftrec_state_cache_hits_total", exported)
+        for page in OPERATOR_DOCS:
+            with open(os.path.join(REPO, page)) as f:
+                text = f.read()
+            for name in sorted(set(re.findall(r"\bdriftrec_[a-z0-9_]*[a-z0-9]\b", text))):
+                if name == "driftrec_train":  # the training package, not a metric
+                    continue
+                base = re.sub(r"_(bucket|sum|count)$", "", name)
+                self.assertTrue(name in exported or base in exported,
+                                f"{page}: {name}: not a metric driftrec-server exports "
+                                "(server/metrics.c)")
+
+    def test_env_vars_the_deploy_doc_names_are_read_by_the_server(self):
+        with open(os.path.join(REPO, "docs/deploy.md")) as f:
+            named = set(re.findall(r"\bDR_[A-Z][A-Z_]*[A-Z]\b", f.read()))
+        known = set(env_options()) | set(re.findall(r"\bDR_[A-Z_]+\b", server_help())) \
+            if running(SERVER_BIN) else set(env_options()) | {"DR_CONFIG", "DR_ISA_MAX"}
+        self.assertEqual(sorted(named - known), [], "docs/deploy.md: environment variables "
+                         "driftrec-server does not read")
+
     def test_deploy_doc_covers_every_manifest_and_is_linked(self):
         with open(os.path.join(REPO, "docs/deploy.md")) as f:
             doc = f.read()
