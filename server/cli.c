@@ -35,7 +35,7 @@ static void usage(FILE *out)
     fprintf(out,
             "usage: driftrec-cli [options] COMMAND ...\n"
             "commands:\n"
-            "  health [SERVICE]\n"
+            "  health [SERVICE]      exit 0 only when SERVING (1 otherwise)\n"
             "  ingest --user U --item I --type view|click|cart|purchase|review|impression\n"
             "         [--ts SECONDS] [--event-id E] [--dwell S] [--amount A] [--rating 1-5]\n"
             "         [--text T] [--request-id R] [--position P]\n"
@@ -199,6 +199,9 @@ int main(int argc, char **argv)
             cJSON_AddStringToObject(o, "status",
                                     r && (unsigned)r->status < 4 ? states[r->status] : "UNKNOWN");
             print_json(o);
+            /* Exit 1 unless SERVING, so probes and HEALTHCHECK can use the status alone. */
+            if (!r || r->status != GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING)
+                rc = 1;
             grpc__health__v1__health_check_response__free_unpacked(r, NULL);
         }
     } else if (strcmp(cmd, "ingest") == 0) {

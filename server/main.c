@@ -110,7 +110,8 @@ static void usage(FILE *out)
             "                       version in as .tmp-V, then rename it) (env DR_MODEL_ROOT)\n"
             "  --model-name NAME    the model's directory in the registry (env DR_MODEL_NAME)\n"
             "  --model-poll-ms N    with --model-root: look for a new version every N ms and\n"
-            "                       load it; 0: only at SIGHUP (default 5000)\n"
+            "                       load it; 0: only at SIGHUP (env DR_MODEL_POLL_MS;\n"
+            "                       default 5000)\n"
             "  --query-weight W     w in [0, 1] of Recommend's query-text heuristic: the user\n"
             "                       vector u becomes (1-w) u + w |u| q/|q|, q the query's\n"
             "                       item-space vector (env DR_QUERY_WEIGHT; default 0.5;\n"
@@ -425,6 +426,7 @@ int main(int argc, char **argv)
         {"DR_MODEL", "model"},
         {"DR_MODEL_ROOT", "model-root"},
         {"DR_MODEL_NAME", "model-name"},
+        {"DR_MODEL_POLL_MS", "model-poll-ms"},
         {"DR_LOG_LEVEL", "log-level"},
         {"DR_LOG_KEY_FILE", "log-key-file"},
         {"DR_QUERY_WEIGHT", "query-weight"},

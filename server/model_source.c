@@ -65,6 +65,12 @@ enum dr_status dr_model_source_resolve(const struct dr_model_source *src, char *
     int n = snprintf(model_dir, sizeof model_dir, "%s/%s", src->root, src->name);
     if (n < 0 || (size_t)n >= sizeof model_dir)
         return dr_error_set(err, DR_ERR_INVALID_ARG, "--model-root: path too long");
+    if (is_version_dir(src->root, src->name)) /* ROOT/NAME/manifest.json: a bundle itself */
+        return dr_error_set(err, DR_ERR_INVALID_ARG,
+                            "model registry %s is itself a bundle (it has a manifest.json): "
+                            "serve it with --model %s, or put it in a version directory "
+                            "%s/VERSION/",
+                            model_dir, model_dir, model_dir);
     DIR *d = opendir(model_dir);
     if (!d)
         return dr_error_set(err, DR_ERR_IO, "model registry %s: %s", model_dir, strerror(errno));

@@ -1900,6 +1900,8 @@ class HotReload(unittest.TestCase):
                 (["--model-root", empty, "--model-name", self.NAME],
                  "no version directory with a manifest.json"),
                 (["--model-root", root, "--model-name", "nope"], "model registry"),
+                (["--model-root", os.path.dirname(self.bundle.path), "--model-name", "bundle"],
+                 "is itself a bundle"),
             ]
             for args, message in cases:
                 r = subprocess.run([SERVER_BIN, "--listen", f"127.0.0.1:{free_port()}",
