@@ -33,6 +33,7 @@
 #include "base.h"
 
 #define DR_BATCH_N_BUCKETS 16
+struct dr__batch_waiter;
 #define DR_BATCH_MAX_SLOTS 64
 
 /* One unit of work.  The caller sets bucket, cost, deadline_ns and job before
@@ -47,6 +48,7 @@ struct dr_batch_item {
     size_t batch_len; /* items in the batch it ran in (0 if it did not run) */
     /* the batcher's */
     struct dr_batch_item *next;
+    struct dr__batch_waiter *waiter; /* the call that submitted it */
     uint64_t submitted_ns;
     int phase;
 };

@@ -70,7 +70,9 @@ struct dr_server_opts {
     uint64_t max_queue_delay_us;
 };
 
-#define DR_MAX_BATCH_DEFAULT 32
+/* No batching by default: on 2 shared cores it measured slower than unbatched calls
+ * (docs/architecture.md, "The batcher"). */
+#define DR_MAX_BATCH_DEFAULT 1
 
 void dr_server_opts_default(struct dr_server_opts *opts);
 

@@ -114,8 +114,10 @@ static void *caller_main(void *arg)
     struct caller *k = arg;
     for (size_t i = 0; i < k->n_items; i++) {
         k->jobs[i] = (struct job){.in = k->in + i, .bucket = k->bucket};
-        k->items[i] = (struct dr_batch_item){
-            .bucket = k->bucket, .cost = k->cost, .deadline_ns = k->deadline_ns, .job = &k->jobs[i]};
+        k->items[i] = (struct dr_batch_item){.bucket = k->bucket,
+                                             .cost = k->cost,
+                                             .deadline_ns = k->deadline_ns,
+                                             .job = &k->jobs[i]};
     }
     k->status = dr_batcher_run(k->b, k->items, k->n_items);
     k->done_ns = dr_now_ns();
@@ -204,8 +206,8 @@ static int test_limits(void)
     for (int i = 1; i < N; i++) {
         size_t bucket = i <= 8 ? 0 : i <= 11 ? 1 : 2;
         size_t cost = bucket == 0 ? 1 : bucket == 1 ? 4 : 20;
-        k[i] = (struct caller){.b = b, .n_items = 1, .in = (uint64_t)i * 7, .bucket = bucket,
-                               .cost = cost};
+        k[i] = (struct caller){
+            .b = b, .n_items = 1, .in = (uint64_t)i * 7, .bucket = bucket, .cost = cost};
         pthread_create(&t[i], NULL, caller_main, &k[i]);
     }
     wait_queued(b, N - 1);
@@ -289,7 +291,8 @@ static int test_deadline(void)
     pthread_create(&t[0], NULL, caller_main, &k[0]);
     wait_started(&c, 1);
     k[1] = (struct caller){.b = b, .n_items = 2, .in = 10, .deadline_ns = dr_now_ns() + 20000000};
-    k[2] = (struct caller){.b = b, .n_items = 1, .in = 20, .deadline_ns = dr_now_ns() + 60000000000};
+    k[2] =
+        (struct caller){.b = b, .n_items = 1, .in = 20, .deadline_ns = dr_now_ns() + 60000000000};
     pthread_create(&t[1], NULL, caller_main, &k[1]);
     pthread_create(&t[2], NULL, caller_main, &k[2]);
     wait_queued(b, 3);
@@ -387,7 +390,9 @@ static void *hammer_main(void *arg)
     uint64_t x = h->seed;
     for (int r = 0; r < N_RUNS; r++) {
         x = x * 6364136223846793005ull + 1442695040888963407ull;
-        struct caller k = {.b = h->b, .n_items = 1 + (size_t)(x >> 60) % 5, .in = x >> 20,
+        struct caller k = {.b = h->b,
+                           .n_items = 1 + (size_t)(x >> 60) % 5,
+                           .in = x >> 20,
                            .bucket = (size_t)(x >> 40) % 3};
         caller_main(&k);
         for (size_t i = 0; i < k.n_items; i++)
@@ -418,8 +423,8 @@ static int test_threads(void)
     DR_CHECK(!c.is_mixed, "a batch mixed buckets");
     DR_CHECK(!c.is_slot_shared, "two batches ran in one slot at once");
     DR_CHECK(st.largest_batch <= 6 && st.n_queued == 0, "largest batch %zu", st.largest_batch);
-    printf("threads: %llu items in %llu batches, largest %zu\n",
-           (unsigned long long)st.n_items_run, (unsigned long long)st.n_batches, st.largest_batch);
+    printf("threads: %llu items in %llu batches, largest %zu\n", (unsigned long long)st.n_items_run,
+           (unsigned long long)st.n_batches, st.largest_batch);
     dr_batcher_destroy(b);
     return dr_test_failures ? 1 : 0;
 }
