@@ -11,13 +11,15 @@ once; every answer must be the same (items in the same order, scores and vectors
 FLOAT_TOL), and the delayed server's driftrec_batch_size histogram must show batches of more
 than one item (this tiny model computes so fast that without a delay calls seldom overlap;
 the delay makes the grouping certain).  Bad input through the batcher (an inline event
-older than the user's state) gets the unbatched answer too.
+older than the user's state) gets the unbatched answer too; a call whose deadline passes
+while its work waits out a batch delay is dropped uncomputed and counted.
 """
 import os
 import re
 import sys
 import tempfile
 import threading
+import time
 import unittest
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -78,6 +80,7 @@ class BatchedEqualsUnbatched(unittest.TestCase):
             text_model_dir=text_dir, text_projection=proj,
             preprocessing={"clip": CLIP, "time_unit": "seconds",
                            "text": {"max_len": cls.MAX_LEN}}))
+        cls.bundle_path, cls.text_dir = path, text_dir
         common = ("--model", path, "--text-model", text_dir, "--workers", "8")
         cls.plain = Server(d + "/history-1", *common, "--max-batch", "1")
         cls.batched = Server(d + "/history-32", *common, "--max-batch", "32")
@@ -142,6 +145,8 @@ class BatchedEqualsUnbatched(unittest.TestCase):
         with ThreadPoolExecutor(N_THREADS) as pool:
             return list(pool.map(one, calls))
 
+    max_diff = 0.0  # the largest difference seen, reported
+
     def assert_same(self, a, b, what):
         if isinstance(a, tuple) or isinstance(b, tuple):
             self.assertEqual(a, b, what)
@@ -150,10 +155,12 @@ class BatchedEqualsUnbatched(unittest.TestCase):
             self.assertEqual(len(a.vectors), len(b.vectors), what)
             for x, y in zip(a.vectors, b.vectors):
                 diff = max(abs(p - q) for p, q in zip(x.values, y.values))
+                BatchedEqualsUnbatched.max_diff = max(self.max_diff, diff)
                 self.assertLessEqual(diff, FLOAT_TOL * (1 + max(abs(q) for q in y.values)), what)
             return
         self.assertEqual([i.item_id for i in a.items], [i.item_id for i in b.items], what)
         for x, y in zip(a.items, b.items):
+            BatchedEqualsUnbatched.max_diff = max(self.max_diff, abs(x.score - y.score))
             self.assertAlmostEqual(x.score, y.score, delta=FLOAT_TOL * (1 + abs(y.score)),
                                    msg=what)
         self.assertEqual([i.explanation for i in a.items], [i.explanation for i in b.items], what)
@@ -171,6 +178,8 @@ class BatchedEqualsUnbatched(unittest.TestCase):
                         self.assert_same(b, a, f"{name}: round {seed} call {i} ({calls[i][0]})")
                         n_compared += 1
         self.assertEqual(n_compared, 2 * 3 * 2 * N_USERS)
+        print(f"largest difference from the unbatched answers: {self.max_diff:g}",
+              file=sys.stderr)
         for srv, name in ((self.batched, "batched"), (self.delayed, "delayed")):
             text = srv.metrics()
             for model in ("interest", "bert"):
@@ -206,6 +215,42 @@ class BatchedEqualsUnbatched(unittest.TestCase):
             for a, b in zip(want, self.run_all(srv, calls)):
                 self.assertNotIsInstance(a, tuple, f"unbatched: {a}")
                 self.assert_same(b, a, "bad input")
+
+    def test_deadline_passed_while_waiting_for_a_batch(self):
+        # A 300 ms delay from the oldest item and a 100 ms deadline: the call's replay waits in
+        # the batcher past its deadline and is dropped when the batch forms, never computed.
+        srv = Server(self.dir.name + "/history-slow", "--model", self.bundle_path, "--text-model",
+                     self.text_dir, "--max-batch", "32", "--max-queue-delay-us", "300000")
+        try:
+            before = float(re.search(r"^driftrec_deadline_dropped_total (\S+)$", srv.metrics(),
+                                     re.M).group(1))
+            with self.assertRaises(grpc.RpcError) as cm:
+                srv.call("/driftrec.v1.Recommender/Recommend",
+                         pb.RecommendRequest(user_id="late-user"), pb.RecommendResponse,
+                         timeout=0.1)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+            with self.assertRaises(grpc.RpcError) as cm:
+                srv.call("/driftrec.v1.Recommender/Embed", pb.EmbedRequest(texts=["a late text"]),
+                         pb.EmbedResponse, timeout=0.1)
+            self.assertEqual(cm.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+            dropped = before
+            for _ in range(100):  # the drops happen when the batches form, 300 ms on
+                text = srv.metrics()
+                dropped = float(re.search(r"^driftrec_deadline_dropped_total (\S+)$", text,
+                                          re.M).group(1))
+                if dropped >= before + 2:
+                    break
+                time.sleep(0.05)
+            self.assertEqual(dropped, before + 2, "the batcher's drops are not counted")
+            self.assertNotIn('driftrec_batch_size_bucket{model="interest"', text,
+                             "the expired replay was computed")
+            # With a deadline to spare the same call is answered after the delay.
+            r = srv.call("/driftrec.v1.Recommender/Recommend",
+                         pb.RecommendRequest(user_id="late-user"), pb.RecommendResponse,
+                         timeout=10)
+            self.assertEqual(len(r.items), 10)
+        finally:
+            self.assertEqual(srv.stop(), 0, srv.stderr())
 
     def test_deadline_passed_in_the_batcher(self):
         # A deadline far too short for a call behind a full work queue ends DEADLINE_EXCEEDED
