@@ -54,6 +54,15 @@ struct histogram {
     atomic_uint_fast64_t sum_ns;
 };
 
+static const char *const model_names[DR_METRIC_MODEL_COUNT] = {"interest", "bert"};
+/* Batch sizes: powers of two up to 256 (--max-batch is rarely more). */
+#define N_SIZE_BUCKETS 9
+static const unsigned size_le[N_SIZE_BUCKETS] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+struct size_histogram {
+    atomic_uint_fast64_t buckets[N_SIZE_BUCKETS + 1]; /* last: +Inf */
+    atomic_uint_fast64_t sum;
+};
+
 struct dr_metrics {
     char variant[129], kernel_isa[32];
     /* "metrics_model": a leaf lock; the model may be set while the HTTP thread renders. */
@@ -71,6 +80,8 @@ struct dr_metrics {
     bool (*impressions_fn)(void *, struct dr_impression_log_stats *);
     void *impressions_ctx;
     struct histogram hist[DR_HIST_COUNT][DR_METRIC_METHOD_COUNT];
+    struct size_histogram batch_size[DR_METRIC_MODEL_COUNT];
+    struct histogram batch_wait[DR_METRIC_MODEL_COUNT];
     size_t (*queue_depth_fn)(void *);
     void *queue_depth_ctx;
     char history_backend[16];
@@ -124,6 +135,34 @@ void dr_metrics_observe_ns(struct dr_metrics *m, enum dr_metric_hist hist,
         b++;
     atomic_fetch_add_explicit(&h->buckets[b], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->sum_ns, ns, memory_order_relaxed);
+}
+
+static void observe_time(struct histogram *h, uint64_t ns)
+{
+    double s = (double)ns * 1e-9;
+    size_t b = 0;
+    while (b < N_BUCKETS && s > bucket_le_s[b])
+        b++;
+    atomic_fetch_add_explicit(&h->buckets[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_ns, ns, memory_order_relaxed);
+}
+
+void dr_metrics_observe_batch(struct dr_metrics *m, enum dr_metric_model model, size_t n)
+{
+    if (!m || (unsigned)model >= DR_METRIC_MODEL_COUNT)
+        return;
+    struct size_histogram *h = &m->batch_size[model];
+    size_t b = 0;
+    while (b < N_SIZE_BUCKETS && n > size_le[b])
+        b++;
+    atomic_fetch_add_explicit(&h->buckets[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum, n, memory_order_relaxed);
+}
+
+void dr_metrics_observe_batch_wait_ns(struct dr_metrics *m, enum dr_metric_model model, uint64_t ns)
+{
+    if (m && (unsigned)model < DR_METRIC_MODEL_COUNT)
+        observe_time(&m->batch_wait[model], ns);
 }
 
 void dr_metrics_count_deadline_drop(struct dr_metrics *m, bool on_arrival)
@@ -370,6 +409,50 @@ char *dr_metrics_render(struct dr_metrics *m)
             put(&t, "driftrec_%s_seconds_count{method=\"%s\"} %llu\n", hist_names[h],
                 method_names[me], (unsigned long long)cum);
         }
+    }
+    put(&t, "# HELP driftrec_batch_size Items (users or texts) per batch of model work.\n"
+            "# TYPE driftrec_batch_size histogram\n");
+    for (int mo = 0; mo < DR_METRIC_MODEL_COUNT; mo++) {
+        struct size_histogram *hg = &m->batch_size[mo];
+        uint64_t cum = 0;
+        for (size_t b = 0; b <= N_SIZE_BUCKETS; b++)
+            cum += load(&hg->buckets[b]);
+        if (cum == 0)
+            continue;
+        uint64_t running = 0;
+        for (size_t b = 0; b < N_SIZE_BUCKETS; b++) {
+            running += load(&hg->buckets[b]);
+            put(&t, "driftrec_batch_size_bucket{model=\"%s\",le=\"%u\"} %llu\n", model_names[mo],
+                size_le[b], (unsigned long long)running);
+        }
+        put(&t,
+            "driftrec_batch_size_bucket{model=\"%s\",le=\"+Inf\"} %llu\n"
+            "driftrec_batch_size_sum{model=\"%s\"} %llu\n"
+            "driftrec_batch_size_count{model=\"%s\"} %llu\n",
+            model_names[mo], (unsigned long long)cum, model_names[mo],
+            (unsigned long long)load(&hg->sum), model_names[mo], (unsigned long long)cum);
+    }
+    put(&t, "# HELP driftrec_batch_wait_seconds Time an item waited in the batcher before its "
+            "batch started.\n# TYPE driftrec_batch_wait_seconds histogram\n");
+    for (int mo = 0; mo < DR_METRIC_MODEL_COUNT; mo++) {
+        struct histogram *hg = &m->batch_wait[mo];
+        uint64_t cum = 0;
+        for (size_t b = 0; b <= N_BUCKETS; b++)
+            cum += load(&hg->buckets[b]);
+        if (cum == 0)
+            continue;
+        uint64_t running = 0;
+        for (size_t b = 0; b < N_BUCKETS; b++) {
+            running += load(&hg->buckets[b]);
+            put(&t, "driftrec_batch_wait_seconds_bucket{model=\"%s\",le=\"%g\"} %llu\n",
+                model_names[mo], bucket_le_s[b], (unsigned long long)running);
+        }
+        put(&t,
+            "driftrec_batch_wait_seconds_bucket{model=\"%s\",le=\"+Inf\"} %llu\n"
+            "driftrec_batch_wait_seconds_sum{model=\"%s\"} %.9f\n"
+            "driftrec_batch_wait_seconds_count{model=\"%s\"} %llu\n",
+            model_names[mo], (unsigned long long)cum, model_names[mo],
+            (double)load(&hg->sum_ns) * 1e-9, model_names[mo], (unsigned long long)cum);
     }
     if (m->queue_depth_fn)
         put(&t,

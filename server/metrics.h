@@ -32,6 +32,9 @@ enum dr_metric_method {
 
 enum dr_metric_hist { DR_HIST_QUEUE, DR_HIST_COMPUTE, DR_HIST_E2E, DR_HIST_COUNT };
 
+/* The models whose work the batcher groups across calls (batcher.h). */
+enum dr_metric_model { DR_METRIC_MODEL_INTEREST, DR_METRIC_MODEL_BERT, DR_METRIC_MODEL_COUNT };
+
 /* Why an event was left out of a user vector. */
 enum dr_metric_skip {
     DR_SKIP_UNKNOWN_ITEM,       /* its item is not in the model's items */
@@ -59,6 +62,11 @@ void dr_metrics_observe_ns(struct dr_metrics *m, enum dr_metric_hist hist,
  * already passed as the call arrived (the client, or the way here, took it all), else in the
  * work queue. */
 void dr_metrics_count_deadline_drop(struct dr_metrics *m, bool on_arrival);
+/* One batch of n items (users or texts) run by the batcher (driftrec_batch_size), and the
+ * time one item waited in the batcher before its batch started (driftrec_batch_wait_seconds). */
+void dr_metrics_observe_batch(struct dr_metrics *m, enum dr_metric_model model, size_t n);
+void dr_metrics_observe_batch_wait_ns(struct dr_metrics *m, enum dr_metric_model model,
+                                      uint64_t ns);
 /* Why a call was refused with RESOURCE_EXHAUSTED before it was queued. */
 enum dr_metric_refusal { DR_REFUSED_QUEUE_FULL, DR_REFUSED_EXPECTED_WAIT, DR_REFUSED_COUNT };
 void dr_metrics_count_refusal(struct dr_metrics *m, enum dr_metric_refusal reason);

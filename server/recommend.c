@@ -27,7 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "batcher.h"
 #include "bert.h"
+#include "text_batcher.h"
 #include "tokenizer.h"
 #include "validate.h"
 #include "workpool.h" /* dr_now_ns */
@@ -88,6 +90,37 @@ struct dr_recommender {
     /* "rec_call_pool": a leaf lock over the free list of call scratch. */
     pthread_mutex_t pool_lock;
     struct dr_rec_call *free_calls;
+    /* Interest-model work grouped across calls (NULL with max_batch 1: each call runs its own
+     * user) and the scratch of each of its slots; query text likewise through text_batcher. */
+    struct dr_batcher *batcher;
+    struct interest_slot *slots;
+    size_t n_slots, max_batch;
+    struct dr_text_batcher *text_batcher;
+};
+
+/* One user's interest-model work for the batcher: a replay from scratch (the state, when not
+ * NULL, receives the final state) or steps of a saved state (advanced in place). */
+enum job_kind { JOB_REPLAY, JOB_STEP, JOB_KIND_COUNT };
+#define LENGTH_BUCKETS (DR_BATCH_N_BUCKETS / JOB_KIND_COUNT)
+
+struct interest_job {
+    const struct dr_interest_event *events;
+    size_t n_events;
+    void *state;
+    float *out; /* dim */
+};
+
+/* A batch's scratch, sized for max_batch users; only the batch's leader touches it. */
+struct interest_slot {
+    void *ws;
+    size_t ws_size;
+    float *out;                              /* max_batch x dim */
+    const struct dr_interest_event **events; /* per user */
+    struct dr_interest_event *step_events;   /* one step's event per user */
+    size_t *n_events;
+    void **states;
+    size_t *order; /* batch positions, most events first */
+    bool *is_ok;
 };
 
 struct dr_rec_call {
@@ -109,7 +142,9 @@ struct dr_rec_call {
     /* window: the ring in order, with room for the inline events of a merged replay */
     struct uevent *window, *inline_ev;
     size_t n_window, n_inline;
-    struct dr_interest_event *model_ev; /* max_events */
+    struct dr_interest_event *model_ev;   /* max_events */
+    struct dr_interest_event *inline_mev; /* DR_MAX_EVENTS_PER_REQUEST: inline steps, batched */
+    uint64_t deadline_ns;                 /* the call's, dr_now_ns clock; 0 = none */
     /* results */
     struct scored *results; /* MAX_RESULTS */
     uint32_t *ids;          /* MAX_RESULTS */
@@ -149,6 +184,7 @@ static void call_destroy(struct dr_rec_call *c)
     free(c->window);
     free(c->inline_ev);
     free(c->model_ev);
+    free(c->inline_mev);
     free(c->results);
     free(c->ids);
     free(c->scores);
@@ -185,6 +221,7 @@ static struct dr_rec_call *call_create(const struct dr_recommender *rec)
     c->window = calloc(window_cap, sizeof *c->window);
     c->inline_ev = calloc(DR_MAX_EVENTS_PER_REQUEST, sizeof *c->inline_ev);
     c->model_ev = calloc(rec->max_events, sizeof *c->model_ev);
+    c->inline_mev = calloc(DR_MAX_EVENTS_PER_REQUEST, sizeof *c->inline_mev);
     c->results = calloc(MAX_RESULTS, sizeof *c->results);
     c->ids = calloc(MAX_RESULTS, sizeof *c->ids);
     c->scores = calloc(MAX_RESULTS, sizeof *c->scores);
@@ -196,9 +233,10 @@ static struct dr_rec_call *call_create(const struct dr_recommender *rec)
     c->unknown = calloc(DR_MAX_CANDIDATES, sizeof *c->unknown);
     c->text = malloc((size_t)DR_MAX_K * EXPLAIN_BYTES);
     if (!c->ws || !c->state || !c->state2 || !c->user_vec || !c->arena || !c->ring || !c->exclude ||
-        !c->window || !c->inline_ev || !c->model_ev || !c->results || !c->ids || !c->scores ||
-        !c->sources || !c->source_types || !c->sims || !c->items || !c->item_ptrs || !c->unknown ||
-        !c->text || dr_ann_searcher_create(dr_bundle_index(rec->bundle), &c->searcher) != DR_OK) {
+        !c->window || !c->inline_ev || !c->model_ev || !c->inline_mev || !c->results || !c->ids ||
+        !c->scores || !c->sources || !c->source_types || !c->sims || !c->items || !c->item_ptrs ||
+        !c->unknown || !c->text ||
+        dr_ann_searcher_create(dr_bundle_index(rec->bundle), &c->searcher) != DR_OK) {
         call_destroy(c);
         return NULL;
     }
@@ -224,7 +262,16 @@ struct dr_rec_call *dr_recommender_call_begin(struct dr_recommender *rec)
     if (c)
         rec->free_calls = c->next;
     pthread_mutex_unlock(&rec->pool_lock);
-    return c ? c : call_create(rec); /* the pool grows to the number of workers */
+    if (!c)
+        c = call_create(rec); /* the pool grows to the number of workers */
+    if (c)
+        c->deadline_ns = 0;
+    return c;
+}
+
+void dr_recommender_call_set_deadline(struct dr_rec_call *c, uint64_t deadline_ns)
+{
+    c->deadline_ns = deadline_ns;
 }
 
 void dr_recommender_call_end(struct dr_recommender *rec, struct dr_rec_call *c)
@@ -419,6 +466,131 @@ static void take_inline(const struct dr_recommender *rec, struct dr_rec_call *c,
     dr_metrics_count_skipped(rec->metrics, DR_SKIP_UNKNOWN_EVENT_TYPE, unknown_type);
 }
 
+/* ---- batched interest-model work ---------------------------------------------------------- */
+
+static int cmp_most_events(const void *pa, const void *pb, void *ctx)
+{
+    const size_t *n = ctx, a = *(const size_t *)pa, b = *(const size_t *)pb;
+    if (n[a] != n[b])
+        return n[a] > n[b] ? -1 : 1;
+    return a < b ? -1 : a > b;
+}
+
+/* Replays: one dr_interest_run over the batch (ragged by events); should it refuse, each user
+ * alone, so a bad history fails only its own call. */
+static void run_replays(const struct dr_recommender *rec, struct interest_slot *s,
+                        struct dr_batch_item *const *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct interest_job *j = items[i]->job;
+        s->events[i] = j->events;
+        s->n_events[i] = j->n_events;
+        s->states[i] = j->state;
+    }
+    enum dr_status st = dr_interest_run(rec->model, n, s->events, s->n_events, s->states, s->out,
+                                        rec->dim, s->ws, s->ws_size);
+    for (size_t i = 0; i < n; i++) {
+        if (st != DR_OK)
+            items[i]->status =
+                dr_interest_run(rec->model, 1, &s->events[i], &s->n_events[i], &s->states[i],
+                                s->out + i * rec->dim, rec->dim, s->ws, s->ws_size);
+        if (items[i]->status == DR_OK)
+            memcpy(((struct interest_job *)items[i]->job)->out, s->out + i * rec->dim,
+                   rec->dim * sizeof(float));
+    }
+}
+
+/* Steps: at step t the users with more than t events advance together (one dr_interest_step
+ * over them, most events first so they are a prefix of the order), then one
+ * dr_interest_user_vectors over all.  A step the model refuses (an event older than the
+ * state) is retried user by user; a refused user drops out with DR_ERR_INVALID_ARG. */
+static void run_steps(const struct dr_recommender *rec, struct interest_slot *s,
+                      struct dr_batch_item *const *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        s->n_events[i] = ((const struct interest_job *)items[i]->job)->n_events;
+        s->order[i] = i;
+        s->is_ok[i] = true;
+    }
+    qsort_r(s->order, n, sizeof *s->order, cmp_most_events, s->n_events);
+    size_t n_active = n;
+    for (size_t t = 0; n_active > 0; t++) {
+        while (n_active > 0 && s->n_events[s->order[n_active - 1]] <= t)
+            n_active--;
+        size_t m = 0;
+        for (size_t r = 0; r < n_active; r++) {
+            size_t i = s->order[r];
+            if (!s->is_ok[i])
+                continue;
+            const struct interest_job *j = items[i]->job;
+            s->step_events[m] = j->events[t];
+            s->states[m] = j->state;
+            s->order[n + m] = i; /* row m's batch position (order has room for 2n) */
+            m++;
+        }
+        if (m == 0)
+            continue;
+        if (dr_interest_step(rec->model, m, s->step_events, s->states, NULL, 0, s->ws,
+                             s->ws_size) == DR_OK)
+            continue;
+        for (size_t r = 0; r < m; r++) {
+            if (dr_interest_step(rec->model, 1, &s->step_events[r], &s->states[r], NULL, 0, s->ws,
+                                 s->ws_size) != DR_OK) {
+                s->is_ok[s->order[n + r]] = false;
+                items[s->order[n + r]]->status = DR_ERR_INVALID_ARG;
+            }
+        }
+    }
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s->is_ok[i]) {
+            s->states[m] = ((struct interest_job *)items[i]->job)->state;
+            s->order[m++] = i;
+        }
+    }
+    enum dr_status st = dr_interest_user_vectors(rec->model, m, (const void *const *)s->states,
+                                                 s->out, rec->dim, s->ws, s->ws_size);
+    for (size_t r = 0; r < m; r++) {
+        struct dr_batch_item *it = items[s->order[r]];
+        if (st == DR_OK)
+            memcpy(((struct interest_job *)it->job)->out, s->out + r * rec->dim,
+                   rec->dim * sizeof(float));
+        else
+            it->status = st;
+    }
+}
+
+static void run_interest_batch(void *ctx, size_t slot, struct dr_batch_item *const *items, size_t n)
+{
+    struct dr_recommender *rec = ctx;
+    dr_metrics_observe_batch(rec->metrics, DR_METRIC_MODEL_INTEREST, n);
+    if (items[0]->bucket / LENGTH_BUCKETS == JOB_REPLAY)
+        run_replays(rec, &rec->slots[slot], items, n);
+    else
+        run_steps(rec, &rec->slots[slot], items, n);
+}
+
+/* One user's work through the batcher: DR_OK, DR_ERR_DEADLINE (counted) when the call's
+ * deadline passed while it waited, or the model's status. */
+static enum dr_status submit_interest(const struct dr_recommender *rec, struct dr_rec_call *c,
+                                      enum job_kind kind, const struct dr_interest_event *events,
+                                      size_t n, void *state)
+{
+    struct interest_job job = {.events = events, .n_events = n, .state = state, .out = c->user_vec};
+    struct dr_batch_item item = {
+        .bucket = (size_t)kind * LENGTH_BUCKETS + dr_batcher_length_bucket(n, LENGTH_BUCKETS),
+        .deadline_ns = c->deadline_ns,
+        .job = &job,
+    };
+    enum dr_status st = dr_batcher_run(rec->batcher, &item, 1);
+    if (st != DR_OK)
+        return st;
+    dr_metrics_observe_batch_wait_ns(rec->metrics, DR_METRIC_MODEL_INTEREST, item.wait_ns);
+    if (item.status == DR_ERR_DEADLINE)
+        dr_metrics_count_deadline_drop(rec->metrics, false);
+    return item.status;
+}
+
 /* Replays events[0 .. n) (the last max_events of them) into user_vec; saves the final state
  * into state unless it is NULL. */
 static enum dr_status replay(const struct dr_recommender *rec, struct dr_rec_call *c,
@@ -429,9 +601,23 @@ static enum dr_status replay(const struct dr_recommender *rec, struct dr_rec_cal
         c->model_ev[i - first] = model_event(rec, &events[i]);
     const struct dr_interest_event *evp = c->model_ev;
     size_t n_ev = n - first;
+    if (rec->batcher && state) /* a merged replay (no state kept) is rare: it runs alone */
+        return submit_interest(rec, c, JOB_REPLAY, evp, n_ev, state);
     void *states[1] = {state};
     return dr_interest_run(rec->model, 1, &evp, &n_ev, state ? states : NULL, c->user_vec, rec->dim,
                            c->ws, c->ws_size);
+}
+
+/* The answer for work the batcher did not run: the call's deadline passed while it waited
+ * (dropped before compute), or the server is stopping. */
+static grpc_status_code not_run(enum dr_status st, char *msg, size_t msg_size)
+{
+    if (st == DR_ERR_DEADLINE) {
+        snprintf(msg, msg_size, "deadline expired while waiting for the interest model");
+        return GRPC_STATUS_DEADLINE_EXCEEDED;
+    }
+    snprintf(msg, msg_size, "the server is stopping; retry");
+    return GRPC_STATUS_UNAVAILABLE;
 }
 
 /* The user's vector into c->user_vec (steps 1-3 of the top comment).  Also leaves the
@@ -462,7 +648,10 @@ static grpc_status_code user_vector(struct dr_recommender *rec, struct dr_rec_ca
         }
     }
     if (!is_hit) {
-        if (replay(rec, c, c->window, c->n_window, c->state) != DR_OK) {
+        enum dr_status st = replay(rec, c, c->window, c->n_window, c->state);
+        if (st == DR_ERR_DEADLINE || st == DR_ERR_UNAVAILABLE)
+            return not_run(st, msg, msg_size);
+        if (st != DR_OK) {
             snprintf(msg, msg_size, "the interest model refused the user's history");
             return GRPC_STATUS_INTERNAL;
         }
@@ -486,6 +675,15 @@ static grpc_status_code user_vector(struct dr_recommender *rec, struct dr_rec_ca
             st = dr_interest_user_vectors(rec->model, 1, states, c->user_vec, rec->dim, c->ws,
                                           c->ws_size);
         }
+    } else if (rec->batcher) {
+        /* Newer than the state (the usual case): step a copy, batched with other calls' steps
+         * (an older one gives DR_ERR_INVALID_ARG, as below). */
+        memcpy(c->state2, c->state, rec->state_size);
+        for (size_t i = 0; i < c->n_inline; i++)
+            c->inline_mev[i] = model_event(rec, &c->inline_ev[i]);
+        st = submit_interest(rec, c, JOB_STEP, c->inline_mev, c->n_inline, c->state2);
+        if (st == DR_ERR_DEADLINE || st == DR_ERR_UNAVAILABLE)
+            return not_run(st, msg, msg_size);
     } else {
         /* Newer than the state (the usual case): step a copy, O(1) per event. */
         memcpy(c->state2, c->state, rec->state_size);
@@ -496,20 +694,20 @@ static grpc_status_code user_vector(struct dr_recommender *rec, struct dr_rec_ca
                                   i + 1 == c->n_inline ? c->user_vec : NULL, rec->dim, c->ws,
                                   c->ws_size);
         }
-        if (st == DR_ERR_INVALID_ARG) {
-            /* An inline event older than the user's last one: replay the window merged with
-             * the inline events, history first among equal timestamps. */
-            for (size_t i = 0; i < c->n_inline; i++) {
-                c->window[c->n_window + i] = c->inline_ev[i];
-                c->window[c->n_window + i].seq = (uint32_t)(c->n_window + i);
-            }
-            size_t n = c->n_window + c->n_inline;
-            qsort(c->window, n, sizeof *c->window, cmp_uevent);
-            st = replay(rec, c, c->window, n, NULL);
-            /* The merged order now holds the window: the explanation sources read it. */
-            c->n_window = n;
-            c->n_inline = 0;
+    }
+    if (c->n_inline > 0 && st == DR_ERR_INVALID_ARG) {
+        /* An inline event older than the user's last one: replay the window merged with
+         * the inline events, history first among equal timestamps. */
+        for (size_t i = 0; i < c->n_inline; i++) {
+            c->window[c->n_window + i] = c->inline_ev[i];
+            c->window[c->n_window + i].seq = (uint32_t)(c->n_window + i);
         }
+        size_t n = c->n_window + c->n_inline;
+        qsort(c->window, n, sizeof *c->window, cmp_uevent);
+        st = replay(rec, c, c->window, n, NULL);
+        /* The merged order now holds the window: the explanation sources read it. */
+        c->n_window = n;
+        c->n_inline = 0;
     }
     if (st != DR_OK) {
         snprintf(msg, msg_size, "the interest model refused the user's events: %s",
@@ -701,8 +899,15 @@ static grpc_status_code encode_query(const struct dr_recommender *rec, struct dr
     }
     if (n_ids <= 2) /* [CLS] [SEP] only */
         return GRPC_STATUS_OK;
-    enum dr_status st = dr_bert_encode(rec->text_model, 1, c->query_ids, &n_ids, c->text_vec,
-                                       rec->text_dim, c->text_ws, c->text_ws_size);
+    enum dr_status st = rec->text_batcher
+                            ? dr_text_batcher_encode(rec->text_batcher, 1, c->query_ids, &n_ids,
+                                                     c->text_vec, rec->text_dim, c->deadline_ns)
+                            : dr_bert_encode(rec->text_model, 1, c->query_ids, &n_ids, c->text_vec,
+                                             rec->text_dim, c->text_ws, c->text_ws_size);
+    if (st == DR_ERR_DEADLINE) {
+        snprintf(msg, msg_size, "deadline expired while waiting for the text encoder");
+        return GRPC_STATUS_DEADLINE_EXCEEDED;
+    }
     if (st != DR_OK) {
         snprintf(msg, msg_size, "query_text: the text encoder failed: %s", dr_status_str(st));
         return GRPC_STATUS_INTERNAL;
@@ -1026,6 +1231,61 @@ static enum dr_status load_query_encoder(struct dr_recommender *rec, struct dr_e
     return DR_OK;
 }
 
+static void slots_destroy(struct dr_recommender *rec)
+{
+    for (size_t i = 0; rec->slots && i < rec->n_slots; i++) {
+        struct interest_slot *s = &rec->slots[i];
+        dr_aligned_free(s->ws);
+        dr_aligned_free(s->out);
+        free(s->events);
+        free(s->step_events);
+        free(s->n_events);
+        free(s->states);
+        free(s->order);
+        free(s->is_ok);
+    }
+    free(rec->slots);
+    rec->slots = NULL;
+}
+
+/* The interest model's batcher and its slots' scratch; the query encoder's batcher. */
+static enum dr_status create_batchers(struct dr_recommender *rec,
+                                      const struct dr_recommender_opts *opts)
+{
+    size_t nb = opts->max_batch, n_slots = opts->n_batch_slots ? opts->n_batch_slots : 1;
+    rec->max_batch = nb;
+    rec->slots = calloc(n_slots, sizeof *rec->slots);
+    if (!rec->slots)
+        return DR_ERR_NOMEM;
+    rec->n_slots = n_slots;
+    for (size_t i = 0; i < n_slots; i++) {
+        struct interest_slot *s = &rec->slots[i];
+        s->ws_size = dr_interest_workspace_size(rec->model, nb);
+        s->ws = dr_aligned_alloc(s->ws_size);
+        s->out = dr_aligned_alloc(nb * rec->dim * sizeof(float));
+        s->events = calloc(nb, sizeof *s->events);
+        s->step_events = calloc(nb, sizeof *s->step_events);
+        s->n_events = calloc(nb, sizeof *s->n_events);
+        s->states = calloc(nb, sizeof *s->states);
+        s->order = calloc(2 * nb, sizeof *s->order);
+        s->is_ok = calloc(nb, sizeof *s->is_ok);
+        if (!s->ws || !s->out || !s->events || !s->step_events || !s->n_events || !s->states ||
+            !s->order || !s->is_ok)
+            return DR_ERR_NOMEM;
+    }
+    struct dr_batcher_opts bo = {
+        .max_batch = nb, .max_delay_ns = opts->max_delay_ns, .n_slots = n_slots};
+    enum dr_status st = dr_batcher_create(&bo, run_interest_batch, rec, &rec->batcher);
+    if (st == DR_OK && rec->text_model) {
+        struct dr_text_batcher_opts to = {.max_batch = nb,
+                                          .max_delay_ns = opts->max_delay_ns,
+                                          .n_slots = n_slots,
+                                          .max_len = rec->text_max_len};
+        st = dr_text_batcher_create(rec->text_model, &to, rec->metrics, &rec->text_batcher);
+    }
+    return st;
+}
+
 enum dr_status dr_recommender_create(const struct dr_bundle *bundle, struct dr_history *history,
                                      struct dr_metrics *metrics,
                                      const struct dr_recommender_opts *opts,
@@ -1070,6 +1330,10 @@ enum dr_status dr_recommender_create(const struct dr_bundle *bundle, struct dr_h
     if ((st = load_query_encoder(rec, err)) != DR_OK) {
         dr_recommender_destroy(rec);
         return st;
+    }
+    if (opts->max_batch > 1 && (st = create_batchers(rec, opts)) != DR_OK) {
+        dr_recommender_destroy(rec);
+        return dr_error_set(err, st, "recommender: the batcher: %s", dr_status_str(st));
     }
 
     /* Warm-up: the empty-history vector and its search, then n_warmup searches from item
@@ -1118,6 +1382,9 @@ void dr_recommender_destroy(struct dr_recommender *rec)
         next = c->next;
         call_destroy(c);
     }
+    dr_text_batcher_destroy(rec->text_batcher);
+    dr_batcher_destroy(rec->batcher);
+    slots_destroy(rec);
     dr_state_cache_destroy(rec->cache);
     dr_tokenizer_destroy(rec->tokenizer);
     dr_bert_destroy(rec->text_model);

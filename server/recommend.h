@@ -26,6 +26,7 @@
 
 #include <grpc/status.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "bundle.h"
 #include "driftrec.pb-c.h"
@@ -47,6 +48,11 @@ struct dr_recommender_opts {
     size_t cache_users; /* the state cache's capacity in users (0: no cache, every call replays) */
     size_t n_warmup;    /* index searches the warm-up runs */
     float query_weight; /* w of the query-text blend, in [0, 1] */
+    /* The batcher (batcher.h): users (and query texts) per batch of model work, 1 = none (each
+     * call runs its own); the delay from the oldest queued item; batches running at once. */
+    size_t max_batch;
+    uint64_t max_delay_ns;
+    size_t n_batch_slots;
 };
 
 /* bundle, history, metrics (may be NULL): borrowed, they must outlive the recommender.
@@ -71,6 +77,10 @@ const struct dr_bundle *dr_recommender_bundle(const struct dr_recommender *rec);
 struct dr_rec_call;
 struct dr_rec_call *dr_recommender_call_begin(struct dr_recommender *rec);
 void dr_recommender_call_end(struct dr_recommender *rec, struct dr_rec_call *call);
+/* The call's deadline (dr_now_ns clock; 0, the default, = none): work still waiting in the
+ * batcher when it passes is dropped, and the call answers DEADLINE_EXCEEDED (counted in
+ * driftrec_deadline_dropped_total). */
+void dr_recommender_call_set_deadline(struct dr_rec_call *call, uint64_t deadline_ns);
 
 /* The request has passed dr_validate_request.  GRPC_STATUS_OK with resp filled (items, model,
  * model_version, request_id, timings.search_us; the caller adds the variant and the other

@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "batcher.h"
 #include "bert.h"
 #include "bundle.h"
 #include "driftrec.pb-c.h"
@@ -52,6 +53,7 @@
 #include "model_file.h"
 #include "model_source.h"
 #include "recommend.h"
+#include "text_batcher.h"
 #include "tokenizer.h"
 #include "validate.h"
 #include "workpool.h"
@@ -106,6 +108,7 @@ struct dr_server {
     /* The text encoder for Embed (read-only after start; shared by all workers). */
     struct dr_bert *bert;
     struct dr_tokenizer *tokenizer;
+    struct dr_text_batcher *text_batcher; /* Embed's texts across calls; NULL: --max-batch 1 */
     char model_name[128], model_version[128];
     /* The served model (Recommend, Rank, the user-state cache): NULL until the first
      * dr_server_load_model, NULL for good without a model.  Read only through slot_acquire. */
@@ -418,6 +421,19 @@ static grpc_status_code status_of(enum dr_status st)
 
 /* ---- handlers (run on workers) ----------------------------------------------------------- */
 
+/* The call's deadline on the dr_now_ns clock, for the batcher (0: none). */
+static uint64_t deadline_ns_of(const struct call *c)
+{
+    gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
+    gpr_timespec deadline = gpr_convert_clock_type(c->deadline, GPR_CLOCK_MONOTONIC);
+    if (gpr_time_cmp(deadline, gpr_inf_future(GPR_CLOCK_MONOTONIC)) == 0)
+        return 0;
+    gpr_timespec left = gpr_time_sub(deadline, now);
+    int64_t left_ns = left.tv_sec * 1000000000 + left.tv_nsec;
+    uint64_t t = dr_now_ns();
+    return left_ns > 0 ? t + (uint64_t)left_ns : t;
+}
+
 static bool deadline_passed(const struct call *c)
 {
     gpr_timespec now = gpr_now(GPR_CLOCK_MONOTONIC);
@@ -604,6 +620,7 @@ static void handle_recommend(struct call *c, struct dr_recommender *rec)
         reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for this call", NULL);
         return;
     }
+    dr_recommender_call_set_deadline(scratch, deadline_ns_of(c));
     char msg[300];
     Driftrec__V1__RecommendResponse resp = DRIFTREC__V1__RECOMMEND_RESPONSE__INIT;
     const Driftrec__V1__RecommendRequest *req = (const void *)c->request;
@@ -643,6 +660,7 @@ static void handle_rank(struct call *c, struct dr_recommender *rec)
         reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for this call", NULL);
         return;
     }
+    dr_recommender_call_set_deadline(scratch, deadline_ns_of(c));
     char msg[300];
     Driftrec__V1__RankResponse resp = DRIFTREC__V1__RANK_RESPONSE__INIT;
     grpc_status_code code =
@@ -659,7 +677,8 @@ static void handle_rank(struct call *c, struct dr_recommender *rec)
 }
 
 /* Embed: tokenize each text with the model's vocabulary ([CLS] ... [SEP], cut to the
- * model's maximum length, at most DR_TEXT_MAX_TOKENS), encode them as one ragged batch. */
+ * model's maximum length, at most DR_TEXT_MAX_TOKENS), encode them as one ragged batch, or,
+ * with the batcher, in batches shared with other calls' texts. */
 static void handle_embed(struct call *c)
 {
     struct dr_server *srv = c->srv;
@@ -670,12 +689,13 @@ static void handle_embed(struct call *c)
     int32_t *ids = malloc(n * max_len * sizeof *ids);
     size_t *lens = malloc(n * sizeof *lens);
     float *out = malloc(n * dim * sizeof *out);
-    size_t ws_size = dr_bert_workspace_size(srv->bert, n * max_len, max_len);
-    void *ws = dr_aligned_alloc(ws_size);
+    size_t ws_size =
+        srv->text_batcher ? 0 : dr_bert_workspace_size(srv->bert, n * max_len, max_len);
+    void *ws = srv->text_batcher ? NULL : dr_aligned_alloc(ws_size);
     Driftrec__V1__Vector *vecs = calloc(n, sizeof *vecs);
     Driftrec__V1__Vector **vec_ptrs = calloc(n, sizeof *vec_ptrs);
     char msg[300];
-    if (!ids || !lens || !out || !ws || !vecs || !vec_ptrs) {
+    if (!ids || !lens || !out || (!ws && !srv->text_batcher) || !vecs || !vec_ptrs) {
         reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory for this batch", NULL);
         goto done;
     }
@@ -690,7 +710,15 @@ static void handle_embed(struct call *c)
         }
         at += lens[i];
     }
-    enum dr_status st = dr_bert_encode(srv->bert, n, ids, lens, out, dim, ws, ws_size);
+    enum dr_status st =
+        srv->text_batcher
+            ? dr_text_batcher_encode(srv->text_batcher, n, ids, lens, out, dim, deadline_ns_of(c))
+            : dr_bert_encode(srv->bert, n, ids, lens, out, dim, ws, ws_size);
+    if (st == DR_ERR_DEADLINE) {
+        reply(c, GRPC_STATUS_DEADLINE_EXCEEDED,
+              "deadline expired while waiting for the text encoder", NULL);
+        goto done;
+    }
     if (st != DR_OK) {
         snprintf(msg, sizeof msg, "encoding failed: %s", dr_status_str(st));
         reply(c, status_of(st), msg, NULL);
@@ -1123,6 +1151,8 @@ void dr_server_opts_default(struct dr_server_opts *opts)
         .warmup_queries = DR_WARMUP_DEFAULT_QUERIES,
         .drain_delay_ms = 0,
         .query_weight = DR_QUERY_WEIGHT_DEFAULT,
+        .max_batch = DR_MAX_BATCH_DEFAULT,
+        .max_queue_delay_us = 0,
     };
 }
 
@@ -1158,6 +1188,17 @@ static int mkdir_p(const char *path)
     }
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode) ? 0 : -1;
+}
+
+/* Batches of one model that run at once: one per core, never more than the workers (they
+ * are the threads that run them). */
+static size_t batch_slots(const struct dr_server_opts *opts)
+{
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    size_t n = ncpu > 0 ? (size_t)ncpu : 1,
+           workers = opts->n_workers > 0 ? (size_t)opts->n_workers : 1;
+    n = n < workers ? n : workers;
+    return n < DR_BATCH_MAX_SLOTS ? n : DR_BATCH_MAX_SLOTS;
 }
 
 /* The text encoder, its vocabulary and the name and version its manifest gives. */
@@ -1302,6 +1343,20 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
         st = load_text_model(srv, opts->text_model, err);
         if (st != DR_OK)
             goto fail;
+        if (opts->max_batch > 1) {
+            size_t max_len = dr_bert_max_len(srv->bert) < DR_TEXT_MAX_TOKENS
+                                 ? dr_bert_max_len(srv->bert)
+                                 : DR_TEXT_MAX_TOKENS;
+            struct dr_text_batcher_opts to = {.max_batch = opts->max_batch,
+                                              .max_delay_ns = opts->max_queue_delay_us * 1000u,
+                                              .n_slots = batch_slots(opts),
+                                              .max_len = max_len};
+            st = dr_text_batcher_create(srv->bert, &to, srv->metrics, &srv->text_batcher);
+            if (st != DR_OK) {
+                dr_error_set(err, st, "text batcher: %s", dr_status_str(st));
+                goto fail;
+            }
+        }
         dr_metrics_set_model(srv->metrics, srv->model_name, srv->model_version);
     }
     /* Read on each scrape; they show nothing until a model is published. */
@@ -1372,6 +1427,7 @@ enum dr_status dr_server_start(const struct dr_server_opts *opts, struct dr_serv
 
 fail:
     dr_metrics_destroy(srv->metrics);
+    dr_text_batcher_destroy(srv->text_batcher);
     dr_tokenizer_destroy(srv->tokenizer);
     dr_bert_destroy(srv->bert);
     dr_workpool_destroy(srv->pool);
@@ -1399,6 +1455,9 @@ static enum dr_status load_and_publish(struct dr_server *srv, const char *dir, s
         .cache_users = srv->opts.state_cache_users,
         .n_warmup = srv->opts.warmup_queries,
         .query_weight = srv->opts.query_weight,
+        .max_batch = srv->opts.max_batch,
+        .max_delay_ns = srv->opts.max_queue_delay_us * 1000u,
+        .n_batch_slots = batch_slots(&srv->opts),
     };
     if (st == DR_OK)
         st = dr_recommender_create(slot->bundle, srv->history, srv->metrics, &ropts, &slot->rec,
@@ -1540,6 +1599,7 @@ long dr_server_shutdown(struct dr_server *srv)
      * queued, then stops. */
     dr_impression_log_destroy(atomic_load_explicit(&srv->impressions, memory_order_acquire));
     slot_release(srv->slot); /* the published reference: no call holds another now */
+    dr_text_batcher_destroy(srv->text_batcher);
     dr_tokenizer_destroy(srv->tokenizer);
     dr_bert_destroy(srv->bert);
     dr_history_close(srv->history);

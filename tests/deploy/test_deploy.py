@@ -851,10 +851,10 @@ class LiveServer(unittest.TestCase):
                                   timeout=30)
         r = health(LIVE_SERVICE)
         self.assertEqual((r.returncode, json.loads(r.stdout)["status"]), (0, "SERVING"), r.stderr)
-        # Known (NOT_SERVING without a model: ready only once one is loaded); an unknown name
-        # would be NOT_FOUND, an error.
+        # Known (NOT_SERVING without a model: ready only once one is loaded; driftrec-cli exits 1
+        # unless SERVING, so an exec probe fails); an unknown name would be NOT_FOUND, an error.
         r = health(READY_SERVICE)
-        self.assertEqual((r.returncode, json.loads(r.stdout)["status"]), (0, "NOT_SERVING"),
+        self.assertEqual((r.returncode, json.loads(r.stdout)["status"]), (1, "NOT_SERVING"),
                          r.stderr)
         r = health("driftrec.v1.NoSuchService")
         self.assertNotEqual(r.returncode, 0)
