@@ -131,7 +131,11 @@ struct dr_server {
     struct dr_log_rate failure_log_rate;
     /* Calls an A/B proxy sent here for another arm (x-ab-variant): WARN, 10 a second. */
     struct dr_log_rate misroute_log_rate;
-    atomic_uint_fast64_t compute_mean_ns; /* admission control's estimate (run_job) */
+    /* Admission control's estimates (run_job): the mean compute time, and the mean wait per
+     * call ahead in the queue as observed (it includes time the workers were not running at
+     * all: other processes on the cores), each an exponential average over about 16 calls. */
+    atomic_uint_fast64_t compute_mean_ns;
+    atomic_uint_fast64_t wait_per_call_ahead_ns;
     atomic_long n_unanswered; /* calls arrived and not yet answered (the drain reports them) */
     atomic_bool is_draining;  /* health: NOT_SERVING (from the drain's start) */
     atomic_bool is_stopping;  /* gRPC shutdown has begun: requests are no longer re-posted */
@@ -194,6 +198,7 @@ struct call {
     uint64_t start_ns;
     uint64_t compute_start_ns; /* set when a worker picks the call up; 0 on pollers */
     uint64_t queued_ns;        /* how long it waited in the work queue */
+    size_t calls_ahead;        /* the queue's depth when it was admitted */
     /* decoded request: one of these, freed with the call */
     ProtobufCMessage *request;
     /* the request id the reply carries when the server made it up (for the log line) */
@@ -768,6 +773,14 @@ static void handle_needs_model(struct call *c)
               NULL);
 }
 
+/* An exponential average over about 16 samples.  Racing updates may lose one sample:
+ * harmless for an estimate. */
+static void update_mean(atomic_uint_fast64_t *mean, uint64_t sample)
+{
+    uint64_t m = atomic_load_explicit(mean, memory_order_relaxed);
+    atomic_store_explicit(mean, m ? m - m / 16 + sample / 16 : sample, memory_order_relaxed);
+}
+
 static void run_job(void *arg, uint64_t queued_ns)
 {
     struct call *c = arg;
@@ -776,6 +789,8 @@ static void run_job(void *arg, uint64_t queued_ns)
     enum dr_metric_method mm = (enum dr_metric_method)c->method;
     dr_metrics_observe_ns(metrics, DR_HIST_QUEUE, mm, queued_ns);
     c->queued_ns = queued_ns;
+    if (c->calls_ahead > 0) /* dropped calls too: they waited like the others */
+        update_mean(&srv->wait_per_call_ahead_ns, queued_ns / c->calls_ahead);
     if (deadline_passed(c)) { /* dropped before it costs compute */
         dr_metrics_count_deadline_drop(metrics, false);
         reply(c, GRPC_STATUS_DEADLINE_EXCEEDED, "deadline expired while queued", NULL);
@@ -817,12 +832,7 @@ static void run_job(void *arg, uint64_t queued_ns)
         handle_needs_model(c);
         break;
     }
-    /* The mean compute time (an exponential average over about 16 calls) that admission
-     * control predicts queue waits with.  Racing updates may lose one sample: harmless. */
-    uint64_t took = dr_now_ns() - start_ns;
-    uint64_t mean = atomic_load_explicit(&srv->compute_mean_ns, memory_order_relaxed);
-    atomic_store_explicit(&srv->compute_mean_ns, mean ? mean - mean / 16 + took / 16 : took,
-                          memory_order_relaxed);
+    update_mean(&srv->compute_mean_ns, dr_now_ns() - start_ns);
 }
 
 /* ---- decoding and validation (pollers) ------------------------------------------------- */
@@ -878,10 +888,12 @@ static uint8_t *read_payload(grpc_byte_buffer *bb, size_t *len)
 }
 
 /* Admission by deadline: a call whose deadline has passed is dropped before it is queued;
- * one that would expire in the queue (the queue ahead of it, at the mean compute time, over
- * the workers, takes longer than it has left) is refused at once with RESOURCE_EXHAUSTED,
- * which a client may retry elsewhere, rather than answered DEADLINE_EXCEEDED after waiting
- * for nothing.  False when the call was answered here. */
+ * one that would expire in the queue is refused at once with RESOURCE_EXHAUSTED, which a
+ * client may retry elsewhere, rather than answered DEADLINE_EXCEEDED after waiting for
+ * nothing.  Its expected wait: the calls ahead of it times the larger of the mean compute
+ * time over the workers and the wait per call ahead observed lately (which sees the cores
+ * being taken by others, as compute time alone does not).  False when the call was answered
+ * here. */
 static bool admit(struct call *c)
 {
     struct dr_server *srv = c->srv;
@@ -898,9 +910,12 @@ static bool admit(struct call *c)
         return true;
     gpr_timespec left = gpr_time_sub(deadline, now);
     double left_ns = (double)left.tv_sec * 1e9 + (double)left.tv_nsec;
-    double wait_ns = (double)dr_workpool_depth(srv->pool) *
-                     (double)atomic_load_explicit(&srv->compute_mean_ns, memory_order_relaxed) /
-                     (double)(srv->opts.n_workers > 0 ? srv->opts.n_workers : 1);
+    c->calls_ahead = dr_workpool_depth(srv->pool);
+    double per_call = (double)atomic_load_explicit(&srv->compute_mean_ns, memory_order_relaxed) /
+                      (double)(srv->opts.n_workers > 0 ? srv->opts.n_workers : 1);
+    double observed =
+        (double)atomic_load_explicit(&srv->wait_per_call_ahead_ns, memory_order_relaxed);
+    double wait_ns = (double)c->calls_ahead * (observed > per_call ? observed : per_call);
     if (wait_ns <= left_ns)
         return true;
     char msg[200];
