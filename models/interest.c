@@ -6,6 +6,11 @@
  * history length, longest first, so at step t the users that still have events are a prefix
  * of the rows; dr_interest_step gathers the saved states into those matrices and scatters
  * them back.  Step-by-step and from-scratch therefore run the same operations per user.
+ * dr_interest_run advances a chunk of steps at a time, layer by layer: the input products
+ * (x W_ih^T + b) of all the chunk's events are one GEMM, which reads the weights once for up
+ * to CHUNK_ROWS rows instead of once per step; only h W_hh^T is sequential.  Each row's
+ * products and epilogue are the same operations as one step at a time (row-wise activation
+ * scales, exact int32 sums), so a chunk changes no result.
  * The long-term sum and weight are doubles in the state.  Nothing allocates after load.
  */
 #include "interest.h"
@@ -238,11 +243,19 @@ struct order_key {
     size_t n, user;
 };
 
+/* Input rows per chunk of dr_interest_run (events x users): enough to read the input weights
+ * once for many rows, small enough for the chunk's gates to stay in L2 (64 x 4H floats). */
+#define CHUNK_ROWS 64
+
+static size_t chunk_steps(size_t n_users)
+{
+    return n_users < CHUNK_ROWS ? CHUNK_ROWS / n_users : 1;
+}
+
 struct interest_ws {
-    float *e, *hbuf, *cbuf, *gates, *tmp, *u, *g, *s;
-    int8_t *xq;
-    float *xs;
-    void *lstm_ws;
+    float *e, *hseq, *hbuf, *cbuf, *gates, *tmp, *u, *g, *s;
+    int8_t *xq, *hq;
+    float *xs, *hs;
     size_t *order;
     struct order_key *keys;
     void **row_states;
@@ -253,19 +266,22 @@ struct interest_ws {
 static size_t ws_layout(const struct dr_interest *m, size_t n, char *base, struct interest_ws *ws)
 {
     size_t d = m->dim, h = m->hidden, wide = h + d > 4 * h ? h + d : 4 * h;
-    size_t in = d > h ? d : h;
+    size_t in = d > h ? d : h, rows = n * chunk_steps(n);
+    size_t xq_len = rows * in > n * (h + d) ? rows * in : n * (h + d);
     size_t sizes[] = {
-        n * d * sizeof(float),               /* e */
+        rows * d * sizeof(float),            /* e: a chunk's layer-0 inputs */
+        rows * h * sizeof(float),            /* hseq: a chunk's h, the next layer's inputs */
         m->n_layers * n * h * sizeof(float), /* hbuf */
         m->n_layers * n * h * sizeof(float), /* cbuf */
-        n * 4 * h * sizeof(float),           /* gates */
+        rows * 4 * h * sizeof(float),        /* gates */
         n * wide * sizeof(float),            /* tmp */
         n * (h + d) * sizeof(float),         /* u = [h; long] */
         n * d * sizeof(float),               /* g */
         n * d * sizeof(float),               /* s */
-        n * (in > h + d ? in : h + d),       /* xq */
-        n * sizeof(float),                   /* xs */
-        dr_lstm_step_workspace_size(n, h),   /* lstm_ws */
+        xq_len,                              /* xq */
+        n * h,                               /* hq */
+        rows * sizeof(float),                /* xs */
+        n * sizeof(float),                   /* hs */
         n * sizeof(size_t),                  /* order */
         n * sizeof(struct order_key),        /* keys */
         n * sizeof(void *),                  /* row_states */
@@ -279,20 +295,22 @@ static size_t ws_layout(const struct dr_interest *m, size_t n, char *base, struc
     }
     if (ws) {
         ws->e = p[0];
-        ws->hbuf = p[1];
-        ws->cbuf = p[2];
-        ws->gates = p[3];
-        ws->tmp = p[4];
-        ws->u = p[5];
-        ws->g = p[6];
-        ws->s = p[7];
-        ws->xq = p[8];
-        ws->xs = p[9];
-        ws->lstm_ws = p[10];
-        ws->order = p[11];
-        ws->keys = p[12];
-        ws->row_states = p[13];
-        ws->states = p[14];
+        ws->hseq = p[1];
+        ws->hbuf = p[2];
+        ws->cbuf = p[3];
+        ws->gates = p[4];
+        ws->tmp = p[5];
+        ws->u = p[6];
+        ws->g = p[7];
+        ws->s = p[8];
+        ws->xq = p[9];
+        ws->hq = p[10];
+        ws->xs = p[11];
+        ws->hs = p[12];
+        ws->order = p[13];
+        ws->keys = p[14];
+        ws->row_states = p[15];
+        ws->states = p[16];
         ws->scratch = (struct dr__linear_scratch){.qa = ws->xq, .qs = ws->xs, .tmp = ws->tmp};
     }
     return at;
@@ -378,31 +396,52 @@ static void event_input(const struct dr_interest *m, void *state,
     memcpy(state, &hd, sizeof hd);
 }
 
-/* The LSTM layers for rows [0, n) of e, h and c (row stride hidden, layer stride n_rows). */
-static void lstm_advance(const struct dr_interest *m, size_t n, size_t n_rows,
-                         const struct interest_ws *ws)
+/* Advances the rows of h and c (row stride hidden, layer stride n_rows) by n_steps events.
+ * Step i's events are rows [0, n_active[i]) of h/c (non-increasing counts) and, in e, the
+ * rows from the sum of the earlier counts on.  Layer by layer: one product for the inputs of
+ * all the steps, then h W_hh^T and the cell update step by step. */
+static void lstm_advance(const struct dr_interest *m, size_t n_steps, const size_t *n_active,
+                         size_t n_rows, const struct interest_ws *ws)
 {
     const struct dr_kernels *k = m->kern;
-    size_t h = m->hidden;
+    size_t h = m->hidden, g4 = 4 * h, total = 0;
+    for (size_t i = 0; i < n_steps; i++)
+        total += n_active[i];
     for (size_t l = 0; l < m->n_layers; l++) {
         const struct lstm_layer *L = &m->layers[l];
-        const float *x = l == 0 ? ws->e : ws->hbuf + (l - 1) * n_rows * h;
+        const float *x = l == 0 ? ws->e : ws->hseq; /* read in full before hseq is rewritten */
         size_t in = l == 0 ? m->dim : h;
         float *hl = ws->hbuf + l * n_rows * h, *cl = ws->cbuf + l * n_rows * h;
         if (m->is_int8) {
-            k->quantize_rows_s8(n, in, x, in, ws->xq, in, ws->xs);
-            struct dr_lstm_weights w = {.w_ih = &L->w_ih.packed,
-                                        .w_hh = &L->w_hh.packed,
-                                        .w_ih_scale = L->w_ih.scale,
-                                        .w_hh_scale = L->w_hh.scale,
-                                        .bias = L->bias};
-            dr_lstm_step_s8(k, &w, n, ws->xq, in, ws->xs, hl, cl, h, ws->lstm_ws);
+            k->quantize_rows_s8(total, in, x, in, ws->xq, in, ws->xs);
+            struct dr_gemm_epilogue ep = {
+                .a_scale = ws->xs, .w_scale = L->w_ih.scale, .bias = L->bias, .act = DR_ACT_NONE};
+            k->gemm_s8s8f32(total, ws->xq, in, &L->w_ih.packed, ws->gates, g4, &ep);
         } else {
-            k->gemm_f32_nt(n, 4 * h, in, x, in, L->w_ih.w, in, L->bias, ws->gates, 4 * h);
-            k->gemm_f32_nt(n, 4 * h, h, hl, h, L->w_hh.w, h, NULL, ws->tmp, 4 * h);
-            for (size_t i = 0; i < n * 4 * h; i++)
-                ws->gates[i] += ws->tmp[i];
-            k->lstm_cell_f32(n, h, ws->gates, 4 * h, cl, hl, h);
+            k->gemm_f32_nt(total, g4, in, x, in, L->w_ih.w, in, L->bias, ws->gates, g4);
+        }
+        float *gates = ws->gates, *hseq = ws->hseq;
+        for (size_t i = 0; i < n_steps; i++) {
+            size_t n = n_active[i];
+            if (m->is_int8) {
+                /* h is in [-1, 1]: its per-row scale loses little. */
+                k->quantize_rows_s8(n, h, hl, h, ws->hq, h, ws->hs);
+                struct dr_gemm_epilogue ep = {.a_scale = ws->hs,
+                                              .w_scale = L->w_hh.scale,
+                                              .bias = NULL,
+                                              .act = DR_ACT_NONE,
+                                              .accumulate = true};
+                k->gemm_s8s8f32(n, ws->hq, h, &L->w_hh.packed, gates, g4, &ep);
+            } else {
+                k->gemm_f32_nt(n, g4, h, hl, h, L->w_hh.w, h, NULL, ws->tmp, g4);
+                for (size_t j = 0; j < n * g4; j++)
+                    gates[j] += ws->tmp[j];
+            }
+            k->lstm_cell_f32(n, h, gates, g4, cl, hl, h);
+            if (l + 1 < m->n_layers)
+                memcpy(hseq, hl, n * h * sizeof(float));
+            gates += n * g4;
+            hseq += n * h;
         }
     }
 }
@@ -509,13 +548,20 @@ enum dr_status dr_interest_run(const struct dr_interest *model, size_t n_users,
     memset(ws.hbuf, 0, L * n_users * h * sizeof(float));
     memset(ws.cbuf, 0, L * n_users * h * sizeof(float));
 
-    size_t max_n = n_events[ws.order[0]], n_active = n_users;
-    for (size_t t = 0; t < max_n; t++) {
-        while (n_active > 0 && n_events[ws.order[n_active - 1]] <= t)
-            n_active--;
-        for (size_t i = 0; i < n_active; i++)
-            event_input(model, ws.row_states[i], &events[ws.order[i]][t], ws.e + i * d);
-        lstm_advance(model, n_active, n_users, &ws);
+    size_t max_n = n_events[ws.order[0]], n_active = n_users, steps = chunk_steps(n_users);
+    size_t chunk_active[CHUNK_ROWS];
+    for (size_t t0 = 0; t0 < max_n; t0 += steps) {
+        size_t n_steps = max_n - t0 < steps ? max_n - t0 : steps, row = 0;
+        for (size_t s = 0; s < n_steps; s++) {
+            size_t t = t0 + s;
+            while (n_active > 0 && n_events[ws.order[n_active - 1]] <= t)
+                n_active--;
+            for (size_t i = 0; i < n_active; i++)
+                event_input(model, ws.row_states[i], &events[ws.order[i]][t], ws.e + (row + i) * d);
+            chunk_active[s] = n_active;
+            row += n_active;
+        }
+        lstm_advance(model, n_steps, chunk_active, n_users, &ws);
     }
 
     scatter(model, n_users, n_users, ws.row_states, NULL, &ws);
@@ -546,7 +592,7 @@ enum dr_status dr_interest_step(const struct dr_interest *model, size_t n_users,
     gather(model, n_users, states, &ws);
     for (size_t u = 0; u < n_users; u++)
         event_input(model, states[u], &events[u], ws.e + u * d);
-    lstm_advance(model, n_users, n_users, &ws);
+    lstm_advance(model, 1, &n_users, n_users, &ws);
     scatter(model, n_users, n_users, states, NULL, &ws);
     if (out) {
         const float *h_top = ws.hbuf + (model->n_layers - 1) * n_users * h;

@@ -9,6 +9,10 @@
  *   otherwise: vpmaddubsw + vpmaddwd(ones) + vpaddd, exact for the same reason as on AVX2
  *   (7-bit unsigned weights: pair sums <= 127 * 128 * 2).
  * Tails: columns past n are written through __mmask16 stores; k past k reads 0 activations.
+ * One row (m == 1, a recurrent LSTM step at batch 1): the 8x32 tile would keep only two
+ * accumulators busy, each a chain of dependent vpdpbusd (latency ~5 cycles), so the row runs
+ * 8 panels at a time instead (8 chains, one broadcast per 8 weight loads): the same sums and
+ * epilogue, bit for bit, about twice as fast on the LSTM's 1024 x 256 (see docs/models.md).
  * Blocking: 32 KiB of A rows, row tiles sweeping 32 KiB chunks of panels.  Measured against
  * 256 KiB / 512 KiB and panel-at-a-time orders (VNNI, 12 BERT shapes, M = 128..2048, medians
  * of 5): the most even of the variants (300-450 GOPS), with the best median.
@@ -65,6 +69,49 @@ static int32_t row_sum_s8(const int8_t *row, size_t k)
     return _mm512_reduce_add_epi32(acc);
 }
 
+/* One column panel's epilogue operands; columns past n are masked off. */
+struct panel_out {
+    size_t j0;
+    __mmask16 mask;
+    __m512 w_scale, bias;
+};
+
+static inline __attribute__((always_inline)) struct panel_out
+panel_out_load(const struct dr_packed_s8 *b, size_t panel_idx, const struct dr_gemm_epilogue *ep)
+{
+    struct panel_out po = {.j0 = panel_idx * NR};
+    po.mask = dr__tail_mask16(b->n - po.j0 < NR ? b->n - po.j0 : NR);
+    po.w_scale = po.bias = _mm512_setzero_ps();
+    if (ep) {
+        po.w_scale = _mm512_maskz_loadu_ps(po.mask, ep->w_scale + po.j0);
+        if (ep->bias)
+            po.bias = _mm512_maskz_loadu_ps(po.mask, ep->bias + po.j0);
+    }
+    return po;
+}
+
+/* Row `row` of C (at c_row) in panel po: remove the weight bias, then store int32 (ep NULL)
+ * or run the fp32 epilogue. */
+static inline __attribute__((always_inline)) void store_row(__m512i acc, int32_t row_sum,
+                                                            const struct panel_out *po, void *c_row,
+                                                            const struct dr_gemm_epilogue *ep,
+                                                            size_t row)
+{
+    __m512i v = _mm512_sub_epi32(acc, _mm512_set1_epi32(DR_PACK_S8_BIAS * row_sum));
+    if (!ep) {
+        _mm512_mask_storeu_epi32((int32_t *)c_row + po->j0, po->mask, v);
+        return;
+    }
+    float *out = (float *)c_row + po->j0;
+    __m512 s = _mm512_mul_ps(_mm512_set1_ps(ep->a_scale[row]), po->w_scale);
+    __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), s, po->bias);
+    if (ep->act == DR_ACT_GELU)
+        y = dr__gelu_avx512(y);
+    if (ep->accumulate)
+        y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(po->mask, out));
+    _mm512_mask_storeu_ps(out, po->mask, y);
+}
+
 static inline __attribute__((always_inline)) void
 tile(size_t mr, size_t np, const int8_t *a, size_t lda, const struct dr_packed_s8 *b,
      size_t panel_idx, const int32_t *row_sums, void *c, size_t ldc,
@@ -102,32 +149,59 @@ tile(size_t mr, size_t np, const int8_t *a, size_t lda, const struct dr_packed_s
     }
 
     for (size_t h = 0; h < np; h++) {
-        size_t j0 = (panel_idx + h) * NR;
-        size_t nr = b->n - j0 < NR ? b->n - j0 : NR;
-        __mmask16 mask = dr__tail_mask16(nr);
-        __m512 w_scale = _mm512_setzero_ps(), bias = _mm512_setzero_ps();
-        if (ep) {
-            w_scale = _mm512_maskz_loadu_ps(mask, ep->w_scale + j0);
-            if (ep->bias)
-                bias = _mm512_maskz_loadu_ps(mask, ep->bias + j0);
-        }
-        for (size_t r = 0; r < mr; r++) {
-            __m512i v =
-                _mm512_sub_epi32(acc[r][h], _mm512_set1_epi32(DR_PACK_S8_BIAS * row_sums[r]));
-            if (!ep) {
-                _mm512_mask_storeu_epi32((int32_t *)c + r * ldc + j0, mask, v);
-                continue;
-            }
-            float *out = (float *)c + r * ldc + j0;
-            __m512 s = _mm512_mul_ps(_mm512_set1_ps(ep->a_scale[row0 + r]), w_scale);
-            __m512 y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(v), s, bias);
-            if (ep->act == DR_ACT_GELU)
-                y = dr__gelu_avx512(y);
-            if (ep->accumulate)
-                y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(mask, out));
-            _mm512_mask_storeu_ps(out, mask, y);
-        }
+        struct panel_out po = panel_out_load(b, panel_idx + h, ep);
+        for (size_t r = 0; r < mr; r++)
+            store_row(acc[r][h], row_sums[r], &po, (char *)c + r * ldc * 4, ep, row0 + r);
     }
+}
+
+/* m == 1: np panels from panel_idx, one accumulator each (see the comment at the top). */
+#define ROW_PANELS 8
+static inline __attribute__((always_inline)) void
+row_tile(size_t np, const int8_t *a, const struct dr_packed_s8 *b, size_t panel_idx,
+         int32_t row_sum, void *c, const struct dr_gemm_epilogue *ep)
+{
+    __m512i acc[ROW_PANELS];
+    for (size_t h = 0; h < np; h++)
+        acc[h] = _mm512_setzero_si512();
+    size_t stride = b->k_padded * NR;
+    const uint8_t *p = b->data + panel_idx * stride;
+    size_t k = b->k, k_full = k & ~(size_t)3;
+    for (size_t kk = 0; kk < k_full; kk += 4, p += 64) {
+        __m512i av = _mm512_set1_epi32(*(const dr_unaligned_i32 *)(a + kk));
+        for (size_t h = 0; h < np; h++)
+            acc[h] = madd_u8s8(acc[h], _mm512_load_si512(p + h * stride), av);
+    }
+    if (k_full < k) {
+        int32_t word = 0;
+        memcpy(&word, a + k_full, k - k_full);
+        __m512i av = _mm512_set1_epi32(word);
+        for (size_t h = 0; h < np; h++)
+            acc[h] = madd_u8s8(acc[h], _mm512_load_si512(p + h * stride), av);
+    }
+    for (size_t h = 0; h < np; h++) {
+        struct panel_out po = panel_out_load(b, panel_idx + h, ep);
+        store_row(acc[h], row_sum, &po, c, ep, 0);
+    }
+}
+
+static void gemv(const int8_t *a, const struct dr_packed_s8 *b, void *c,
+                 const struct dr_gemm_epilogue *ep)
+{
+    size_t n_panels = b->n_padded / NR, p = 0;
+    int32_t row_sum = row_sum_s8(a, b->k);
+    for (; p + ROW_PANELS <= n_panels; p += ROW_PANELS)
+        row_tile(ROW_PANELS, a, b, p, row_sum, c, ep);
+    if (p + 4 <= n_panels) {
+        row_tile(4, a, b, p, row_sum, c, ep);
+        p += 4;
+    }
+    if (p + 2 <= n_panels) {
+        row_tile(2, a, b, p, row_sum, c, ep);
+        p += 2;
+    }
+    if (p < n_panels)
+        row_tile(1, a, b, p, row_sum, c, ep);
 }
 
 /* One row tile of mr rows across panels [p0, p_end): pairs of panels, then a last single. */
@@ -146,6 +220,10 @@ panel_sweep(size_t mr, size_t p0, size_t p_end, const int8_t *a, size_t lda,
 static void gemm(size_t m, const int8_t *a, size_t lda, const struct dr_packed_s8 *b, void *c,
                  size_t ldc, const struct dr_gemm_epilogue *ep)
 {
+    if (m == 1) {
+        gemv(a, b, c, ep);
+        return;
+    }
     size_t n_panels = b->n_padded / NR;
     size_t block = A_BLOCK_BYTES / b->k / MR * MR;
     block = block < MR ? MR : block > MAX_BLOCK_ROWS ? MAX_BLOCK_ROWS : block;

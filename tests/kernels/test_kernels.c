@@ -202,6 +202,13 @@ static void test_gemm_s8(void)
         if (!emulated)
             check_gemm_s8(13, bert[s][0], bert[s][1], FILL_RANDOM);
     }
+    /* The interest model's LSTM products at batch 1 (m == 1 runs 8 panels at a time on
+     * AVX-512; 63 panels leave tails of 4, 2 and 1). */
+    static const size_t lstm[][2] = {{1024, 128}, {1024, 256}, {1000, 256}, {4 * 7, 9}};
+    for (size_t s = 0; s < sizeof lstm / sizeof lstm[0]; s++)
+        check_gemm_s8(1, lstm[s][0], lstm[s][1], FILL_RANDOM);
+    check_gemm_s8(1, 1000, 64, FILL_MAX_POS);
+    check_gemm_s8(1, 1000, 64, FILL_MAX_NEG);
     /* Past one M block of the row blocking (128-256 KiB of A / k rows, at most 512 rows). */
     check_gemm_s8(emulated ? 129 : 517, 17, emulated ? 1024 : 256, FILL_RANDOM);
 

@@ -6,7 +6,8 @@
  *   int8     int8 file: cosine >= 0.99 for every user vector (min and mean printed)
  *   step     fp32 and int8: events applied one by one with dr_interest_step give, after
  *            every event, the from-scratch vector of that prefix within 1e-5; a state saved
- *            by dr_interest_run continues with step as if run over everything
+ *            by dr_interest_run continues with step as if run over everything; a history
+ *            longer than one chunk of dr_interest_run agrees with step too
  *   invalid  bad events are refused and leave states untouched
  * Exit 77 (skip) when the golden files are missing.
  */
@@ -255,6 +256,61 @@ static void case_step(const struct golden *g, const char *dir, const char *name)
     dr_interest_destroy(m);
 }
 
+/* A history longer than one chunk of dr_interest_run (64 rows of events x users): every
+ * golden event as one user's history (user after user, time kept non-decreasing), from scratch
+ * alone and batched with a 5-event user (the active rows then change inside a chunk), against
+ * the same events applied one by one with dr_interest_step. */
+static void case_long(const struct golden *g, const char *dir, const char *name)
+{
+    struct dr_interest *m = load(dir, name);
+    size_t d = g->dim, n_ev = g->n_events_total, ssize = dr_interest_state_size(m);
+    DR_CHECK(n_ev > 64, "golden: %zu events, want more than one chunk", n_ev);
+    struct dr_interest_event *evs = calloc(n_ev, sizeof *evs);
+    int64_t shift = 0, last = 0;
+    size_t at = 0;
+    for (size_t u = 0; u < g->n_users; u++) {
+        for (size_t t = 0; t < g->lens[u]; t++, at++) {
+            evs[at] = g->user_events[u][t];
+            if (t == 0)
+                shift = at ? last + 3600 - evs[at].ts : 0;
+            evs[at].ts += shift;
+            last = evs[at].ts;
+        }
+    }
+    const struct dr_interest_event *seqs[2] = {evs, evs};
+    size_t lens[2] = {n_ev, 5};
+    float *batched = calloc(2 * d, sizeof(float)), *alone = calloc(d, sizeof(float));
+    float *stepped = calloc(2 * d, sizeof(float));
+    run(m, 2, seqs, lens, NULL, batched);
+    run(m, 1, seqs, lens, NULL, alone);
+
+    char *state_mem = calloc(2, ssize);
+    void *states[2] = {state_mem, state_mem + ssize};
+    struct buffers b = buffers_for(m, 2);
+    for (size_t u = 0; u < 2; u++) {
+        dr_interest_state_init(m, states[u]);
+        for (size_t t = 0; t < lens[u]; t++)
+            DR_CHECK(dr_interest_step(m, 1, &evs[t], &states[u], NULL, d, b.ws, b.ws_size) == DR_OK,
+                     "step %zu", t);
+    }
+    DR_CHECK(dr_interest_user_vectors(m, 2, (const void *const *)states, stepped, d, b.ws,
+                                      b.ws_size) == DR_OK,
+             "user_vectors");
+    double worst = fmax(max_abs_diff(batched, stepped, 2 * d), max_abs_diff(alone, stepped, d));
+    printf("%s: %zu-event history, from scratch (alone and batched) vs step: max abs difference "
+           "%.3g\n",
+           name, n_ev, worst);
+    DR_CHECK(worst <= 1e-5, "%s: long history: from scratch vs step differ by %.3g", name, worst);
+    DR_CHECK(dr_interest_state_n_events(states[0]) == n_ev, "n_events");
+    free(batched);
+    free(alone);
+    free(stepped);
+    free(state_mem);
+    free(evs);
+    dr_aligned_free(b.ws);
+    dr_interest_destroy(m);
+}
+
 static void case_invalid(const struct golden *g, const char *dir)
 {
     struct dr_interest *m = load(dir, "interest-fp32");
@@ -325,6 +381,8 @@ int main(int argc, char **argv)
     } else if (strcmp(which, "step") == 0) {
         case_step(&g, dir, "interest-fp32");
         case_step(&g, dir, "interest-int8");
+        case_long(&g, dir, "interest-fp32");
+        case_long(&g, dir, "interest-int8");
     } else if (strcmp(which, "invalid") == 0) {
         case_invalid(&g, dir);
     } else {
