@@ -13,16 +13,29 @@
 #include "impression_log.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "workpool.h" /* dr_now_ns */
 
 #define FIRST_BUFFER_BYTES (64 * 1024)
 #define ERROR_LOG_EVERY_NS (10ull * 1000000000ull)
+/* Commits start at most this often (unless a buffer is half full or the log is stopping): a
+ * busy server then writes tens of responses per fsync instead of one, and the writer's CPU
+ * and I/O come in a few bursts a second rather than between every two requests. */
+#define MIN_COMMIT_INTERVAL_NS (20ull * 1000000ull)
+/* The writer's nice value: below the request path's threads, so on a small machine a commit
+ * never takes a core from a Recommend that is waiting for one.  If it falls behind for long,
+ * the bounded queue drops (and counts) impressions rather than slowing requests. */
+#define WRITER_NICE 10
 
 struct record {
     int64_t ts;
@@ -124,10 +137,14 @@ enum dr_status dr_impression_log_append(struct dr_impression_log *log,
         p = put_bytes(p, id->data, len);
     }
     DR_ASSERT((size_t)(p - b->bytes) == b->used + size);
+    /* The writer sleeps while the active buffer is empty, or gathers until the commit
+     * interval is over; a buffer that turns half full ends the gathering at once. */
     bool was_empty = b->n_impressions == 0;
+    bool crosses_half =
+        b->n_impressions < log->capacity / 2 && b->n_impressions + n >= log->capacity / 2;
     b->used += size;
     b->n_impressions += n;
-    if (was_empty) /* the writer sleeps only while the active buffer is empty */
+    if (was_empty || crosses_half)
         pthread_cond_signal(&log->wake);
     pthread_mutex_unlock(&log->lock);
     return DR_OK;
@@ -213,12 +230,38 @@ static void write_buffer(struct dr_impression_log *log, const struct buffer *b)
 static void *writer_main(void *arg)
 {
     struct dr_impression_log *log = arg;
+    /* Linux: SCHED_IDLE runs the writer only on a core nothing else wants; where that is
+     * refused, a nice value (PRIO_PROCESS with the thread id) of its own.  Either failing is
+     * harmless. */
+    struct sched_param idle = {.sched_priority = 0};
+    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &idle) != 0 &&
+        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WRITER_NICE) != 0)
+        dr_log(DR_LOG_DEBUG, "impression log: cannot lower the writer's priority");
+    uint64_t last_commit_ns = 0;
     pthread_mutex_lock(&log->lock);
     for (;;) {
         while (log->bufs[log->active].n_impressions == 0 && !log->is_stopping)
             pthread_cond_wait(&log->wake, &log->lock);
         if (log->bufs[log->active].n_impressions == 0)
             break; /* stopping, and everything is written */
+        /* Gather for the rest of the commit interval (appends do not wake the writer while
+         * the buffer is non-empty; a half-full buffer or stopping does). */
+        uint64_t now = dr_now_ns();
+        if (!log->is_stopping && now - last_commit_ns < MIN_COMMIT_INTERVAL_NS &&
+            log->bufs[log->active].n_impressions < log->capacity / 2) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            uint64_t wait_ns = MIN_COMMIT_INTERVAL_NS - (now - last_commit_ns);
+            until.tv_sec += (time_t)(wait_ns / 1000000000u);
+            until.tv_nsec += (long)(wait_ns % 1000000000u);
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&log->wake, &log->lock, &until);
+            continue; /* re-check: stopping, or the interval is over */
+        }
+        last_commit_ns = now;
         struct buffer *full = &log->bufs[log->active];
         log->active ^= 1; /* the other buffer is empty: the writer cleared it */
         log->n_writing = full->n_impressions;

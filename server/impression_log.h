@@ -4,9 +4,12 @@
  * Every item a Recommend returns is one impression record (user id, item id, request id,
  * variant, position, model version, ts: history.h, the log).  A worker appends a response's
  * impressions with dr_impression_log_append: a copy into the current buffer under one mutex,
- * no I/O.  The writer thread takes everything that accumulated while it was committing and
- * writes it in one durable LMDB transaction (fsync), so a Recommend never waits for an fsync
- * and a busy server commits many responses per fsync.
+ * no I/O.  The writer thread takes everything that accumulated while it was committing (and
+ * for at least 20 ms since the last commit began) and writes it in one durable transaction
+ * (fsync), so a Recommend never waits for an fsync and a busy server commits many responses
+ * per fsync.  The writer runs at idle priority (SCHED_IDLE, else nice 10): on a small machine
+ * it never takes a core from the request path; if it cannot keep up, the bounded queue drops
+ * and counts impressions instead.
  *
  * The queue is bounded: at most `capacity` impressions are buffered (waiting, plus those the
  * writer is committing).  A response that does not fit is dropped whole and counted; its
