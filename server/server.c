@@ -875,11 +875,15 @@ static void handle_admin_status(struct call *c)
  * checked too (by their service), so the Admin service answers nobody without its token. */
 static bool is_authorized(struct call *c)
 {
-    const char *path = method_paths[c->method];
-    size_t len = path ? strlen(path) : 0;
+    /* method_paths has no entry for M_GENERIC (== M_COUNT): its path is the call's own. */
+    const char *path;
+    size_t len;
     if (c->method == M_GENERIC) {
         path = (const char *)GRPC_SLICE_START_PTR(c->details.method);
         len = GRPC_SLICE_LENGTH(c->details.method);
+    } else {
+        path = method_paths[c->method];
+        len = strlen(path);
     }
     const char *msg = NULL;
     grpc_status_code code =
