@@ -10,15 +10,17 @@
 #   make bench-overload the server at 3x a lowered capacity for 5 minutes (refusals, RSS)
 #   make bench-concurrency  Recommend at concurrency 1, 16, 64: cached, not cached, query text
 #   make test-asan      the unit and kernel tests under ASan + UBSan (build-asan/)
+#   make test-tsan      the unit tests and the server's concurrency tests under TSan (build-tsan/)
 #   make format / make check-format
 MAKEFLAGS += --no-print-directory
 BUILD_DIR ?= build
 ASAN_DIR ?= build-asan
+TSAN_DIR ?= build-tsan
 CMAKE_FLAGS ?=
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 CTEST_FLAGS ?=
 
-.PHONY: all build configure deps deps-train deps-test model run test test-asan bench-deps bench-kernels \
+.PHONY: all build configure deps deps-train deps-test model run test test-asan test-tsan bench-deps bench-kernels \
         format check-format clean
 
 all: build
@@ -85,6 +87,18 @@ test-asan: deps-test
 	@cmake --build $(ASAN_DIR) -j $(JOBS)
 	@cd $(ASAN_DIR) && ctest --output-on-failure -j $(JOBS) -L 'unit|kernels|e2e' -LE neon $(CTEST_FLAGS)
 
+# The unit tests and the server's concurrency tests (the ctest entries labelled "tsan": the e2e
+# classes that drive threads, reloads, drains and both history stores) under ThreadSanitizer.
+# Any report fails: the process exits 66 (the e2e helper also looks for reports in the server's
+# stderr).  tests/tsan.supp holds only reports inside uninstrumented libraries, each with why.
+TSAN_OPTIONS ?= exitcode=66 second_deadlock_stack=1 history_size=4 \
+	suppressions=$(CURDIR)/tests/tsan.supp
+test-tsan: deps-test
+	@cmake -S . -B $(TSAN_DIR) -DDR_SANITIZE=thread -DDR_BUILD_BENCH=OFF $(CMAKE_FLAGS) >/dev/null
+	@cmake --build $(TSAN_DIR) -j $(JOBS)
+	@cd $(TSAN_DIR) && TSAN_OPTIONS="$(TSAN_OPTIONS)" \
+		ctest --output-on-failure -j $(JOBS) -L 'unit|tsan' -LE 'neon|e2e' $(CTEST_FLAGS)
+
 bench-deps:
 	@bash deploy/install-deps.sh build python bench
 	@# ONNX Runtime for bench-models: npm's CPU build, into bench/models/node_modules (git-ignored).
@@ -119,7 +133,7 @@ check-format:
 	@clang-format --dry-run -Werror $(FORMAT_FILES) && echo "check-format: clean"
 
 clean:
-	@rm -rf $(BUILD_DIR) $(ASAN_DIR)
+	@rm -rf $(BUILD_DIR) $(ASAN_DIR) $(TSAN_DIR)
 
 # The ANN index against hnswlib and FAISS: synthetic 100k x 128 and the real item vectors
 # (docs/ann.md).  One thread for queries, --threads for builds; JSON, PNG and a markdown table

@@ -1,4 +1,6 @@
 # DR_SANITIZE=address,undefined | thread | memory (memory needs clang), applied to everything.
+# thread: -O1 (TSan's own advice: fast enough, stacks still readable), DR_TSAN=1 for the
+# happens-before annotations where work crosses uninstrumented libgrpc (server/dr_tsan.h).
 set(DR_SANITIZE "" CACHE STRING "Sanitizers: address,undefined | thread | memory")
 if(DR_SANITIZE)
     string(REPLACE "," ";" _dr_san_list "${DR_SANITIZE}")
@@ -7,8 +9,15 @@ if(DR_SANITIZE)
             message(FATAL_ERROR "DR_SANITIZE: unknown sanitizer '${_san}'")
         endif()
     endforeach()
+    if("thread" IN_LIST _dr_san_list AND NOT _dr_san_list STREQUAL "thread")
+        message(FATAL_ERROR "DR_SANITIZE: thread cannot be combined with other sanitizers")
+    endif()
     set(_dr_san_flags -fsanitize=${DR_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
     add_compile_options(${_dr_san_flags} -g)
     add_link_options(${_dr_san_flags})
+    if("thread" IN_LIST _dr_san_list)
+        add_compile_options(-O1)
+        add_compile_definitions(DR_TSAN=1)
+    endif()
     message(STATUS "driftrec: sanitizers ${DR_SANITIZE}")
 endif()

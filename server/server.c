@@ -55,6 +55,7 @@
 #include "recommend.h"
 #include "text_batcher.h"
 #include "tokenizer.h"
+#include "tsan.h"
 #include "validate.h"
 #include "workpool.h"
 
@@ -223,6 +224,8 @@ static void post_request(struct dr_server *srv, enum method m)
     c->method = m;
     c->phase = PHASE_REQUESTED;
     grpc_metadata_array_init(&c->request_md);
+    /* The tag comes back on any poller, through libgrpc TSan cannot see into (tsan.h). */
+    DR_TSAN_RELEASE(c);
     grpc_call_error e;
     if (m == M_GENERIC) {
         grpc_call_details_init(&c->details);
@@ -391,7 +394,9 @@ static void reply(struct call *c, grpc_status_code status, const char *msg,
     dr_metrics_observe_ns(c->srv->metrics, DR_HIST_E2E, (enum dr_metric_method)c->method,
                           dr_now_ns() - c->start_ns);
     log_request(c, status, msg);
-    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, c, NULL);
+    grpc_call *call = c->call;
+    DR_TSAN_RELEASE(c); /* the last touch: a poller frees c once the batch completes (tsan.h) */
+    grpc_call_error e = grpc_call_start_batch(call, ops, n, c, NULL);
     if (e != GRPC_CALL_OK) {
         struct dr_log_line line;
         dr_log_begin(&line, DR_LOG_ERROR, "start_batch failed");
@@ -955,7 +960,8 @@ static void handle_admin_status(struct call *c)
  * checked too (by their service), so the Admin service answers nobody without its token. */
 static bool is_authorized(struct call *c)
 {
-    const char *path; /* generic calls (M_GENERIC) have no entry in method_paths */
+    /* method_paths has no entry for M_GENERIC (== M_COUNT): its path is the call's own. */
+    const char *path;
     size_t len;
     if (c->method == M_GENERIC) {
         path = (const char *)GRPC_SLICE_START_PTR(c->details.method);
@@ -1128,6 +1134,7 @@ static void *poller_main(void *arg)
         if (ev.type != GRPC_OP_COMPLETE)
             continue;
         struct call *c = ev.tag;
+        DR_TSAN_ACQUIRE(c); /* pairs with the release before posting or starting the batch */
         if (c->phase == PHASE_REPLYING) {
             free_call(c);
             continue;

@@ -44,6 +44,7 @@
 #include "client.h"
 #include "driftrec.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
+#include "tsan.h"
 
 #define SUB_BUCKETS 64
 #define N_BUCKETS   (64 * SUB_BUCKETS)
@@ -496,7 +497,9 @@ static bool start_call(struct run *r, uint64_t intended_ns)
     ops[5].data.recv_status_on_client.trailing_metadata = &c->trailing_md;
     ops[5].data.recv_status_on_client.status = &c->status;
     ops[5].data.recv_status_on_client.status_details = &c->details;
-    if (grpc_call_start_batch(c->call, ops, 6, c, NULL) != GRPC_CALL_OK) {
+    grpc_call *call = c->call;
+    DR_TSAN_RELEASE(c); /* finish_call gets c from the queue, maybe on another thread (tsan.h) */
+    if (grpc_call_start_batch(call, ops, 6, c, NULL) != GRPC_CALL_OK) {
         grpc_call_unref(c->call);
         grpc_byte_buffer_destroy(c->send);
         free(c);
@@ -599,6 +602,7 @@ static void run_load(struct run *r)
             gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(50, GPR_TIMESPAN)),
             NULL);
         if (ev.type == GRPC_OP_COMPLETE) {
+            DR_TSAN_ACQUIRE(ev.tag); /* pairs with start_call's release */
             finish_call(r, ev.tag, now_ns());
             if (!open_loop && now_ns() < r->end_ns)
                 start_call(r, now_ns());

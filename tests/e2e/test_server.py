@@ -36,6 +36,9 @@ CLI_BIN = os.environ.get("DR_CLI_BIN", "build/server/driftrec-cli")
 ENCODE_BIN = os.environ.get("DR_ENCODE_BIN", "build/models/driftrec-encode")
 USER_BIN = os.environ.get("DR_USER_BIN", "build/models/driftrec-user")
 LOAD_BIN = os.environ.get("DR_LOAD_BIN", "build/bench/load/driftrec-load")
+# How many times slower than a plain build the binaries are (a sanitizer build: the TSan run
+# sets it); the few tests whose work is sized in wall-clock time scale by it.
+SLOWDOWN = max(1.0, float(os.environ.get("DR_TEST_SLOWDOWN", "1")))
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -214,10 +217,16 @@ class Server:
                          health_pb2.HealthCheckResponse).status
 
     def stop(self, sig=signal.SIGTERM):
+        """The exit code, once the server is gone; an AssertionError if a sanitizer reported
+        anything (a TSan report also makes the exit code 66, but not after kill -9)."""
         self.channel.close()
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        return self.proc.wait(timeout=30)
+        code = self.proc.wait(timeout=60)
+        report = sanitizer_report(self.stderr())
+        if report:
+            raise AssertionError(f"driftrec-server (exit {code}): {report}")
+        return code
 
     def stderr(self):
         self.log.seek(0)
@@ -225,6 +234,16 @@ class Server:
 
     def __del__(self):
         self.log.close()
+
+
+SANITIZER_REPORT = re.compile(r"WARNING: ThreadSanitizer|ERROR: AddressSanitizer|"
+                              r"ERROR: LeakSanitizer|runtime error: ")
+
+
+def sanitizer_report(text):
+    """The first sanitizer report in a process's stderr and what follows it, or None."""
+    found = SANITIZER_REPORT.search(text)
+    return text[max(0, found.start() - 200):found.start() + 6000] if found else None
 
 
 def history(history_dir, *args):
@@ -1647,7 +1666,7 @@ class KillDuringIngest(unittest.TestCase):
             stop.set()
             for t in threads:
                 t.join(timeout=10)
-            srv.channel.close()
+            srv.stop()  # closes the channel; fails on a sanitizer report before the kill
             self.assertGreater(len(acked), 50, "too few events were acknowledged to mean much")
             # Restart on the same store: everything acknowledged is there, once.
             srv2 = Server(hist)
@@ -2028,7 +2047,7 @@ class EmbedWithTextModel(unittest.TestCase):
         # them, logs how many, and exits with status 3 (0 is a clean drain).
         srv = Server(self.dir.name + "/history-drain", "--text-model", self.model,
                      "--workers", "1", "--drain-grace-ms", "50")
-        big = ["walking boots with a waterproof lining " * 14] * 256
+        big = ["walking boots with a waterproof lining " * 14] * max(4, int(256 / SLOWDOWN))
         codes = []
 
         def one():
