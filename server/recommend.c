@@ -7,7 +7,8 @@
  *      rows to exclude and the recent window the explanations draw from; a Rank that hits
  *      the cache and has no inline events reads nothing;
  *   3. inline events (sorted by ts) step a private copy of the state; one older than the
- *      state's last event instead replays the window merged with them (not cached);
+ *      state's last event instead replays the window merged with them (not cached); without
+ *      a usable stored event they are one replay from scratch (the same numbers, faster);
  *   4. Recommend with query text: the query's item-space vector blended into the user vector
  *      (recommend.h; encode_query and blend_query below);
  *   5. Recommend: index search for max(k, ef) candidates, exact fp32 re-scoring, the best
@@ -669,7 +670,24 @@ static grpc_status_code user_vector(struct dr_recommender *rec, struct dr_rec_ca
     }
 
     enum dr_status st = DR_OK;
-    if (c->n_inline == 0) {
+    if (c->n_inline > 0 && c->n_window == 0) {
+        /* No usable stored event (the history was read: there are inline events), so the
+         * state is the initial one and stepping it through the inline events is a replay from
+         * scratch: one run, whose input products are one GEMM per chunk, instead of a step per
+         * event; the same numbers (interest.h). */
+        for (size_t i = 0; i < c->n_inline; i++)
+            c->inline_mev[i] = model_event(rec, &c->inline_ev[i]);
+        const struct dr_interest_event *evp = c->inline_mev;
+        size_t n_ev = c->n_inline;
+        if (rec->batcher) {
+            st = submit_interest(rec, c, JOB_REPLAY, evp, n_ev, c->state2);
+            if (st == DR_ERR_DEADLINE || st == DR_ERR_UNAVAILABLE)
+                return not_run(st, msg, msg_size);
+        } else {
+            st = dr_interest_run(rec->model, 1, &evp, &n_ev, NULL, c->user_vec, rec->dim, c->ws,
+                                 c->ws_size);
+        }
+    } else if (c->n_inline == 0) {
         if (is_hit) {
             const void *states[1] = {c->state};
             st = dr_interest_user_vectors(rec->model, 1, states, c->user_vec, rec->dim, c->ws,
