@@ -132,9 +132,9 @@ struct dr_server {
     struct dr_log_rate failure_log_rate;
     /* Calls an A/B proxy sent here for another arm (x-ab-variant): WARN, 10 a second. */
     struct dr_log_rate misroute_log_rate;
-    /* Admission control's estimates (run_job): the mean compute time, and the mean wait per
-     * call ahead in the queue as observed (it includes time the workers were not running at
-     * all: other processes on the cores), each an exponential average over about 16 calls. */
+    /* Admission control's estimates (run_job, update_mean): the mean compute time, and the
+     * mean wait per call ahead in the queue as observed (it includes time the workers were not
+     * running at all: other processes on the cores). */
     atomic_uint_fast64_t compute_mean_ns;
     atomic_uint_fast64_t wait_per_call_ahead_ns;
     atomic_long n_unanswered; /* calls arrived and not yet answered (the drain reports them) */
@@ -778,12 +778,15 @@ static void handle_needs_model(struct call *c)
               NULL);
 }
 
-/* An exponential average over about 16 samples.  Racing updates may lose one sample:
- * harmless for an estimate. */
+/* An exponential average that rises fast (a quarter of the way to a larger sample) and
+ * falls slowly (a sixteenth): admission would rather refuse a call early while the work
+ * gets slower than admit calls that then wait past their deadlines.  Racing updates may lose
+ * one sample: harmless for an estimate. */
 static void update_mean(atomic_uint_fast64_t *mean, uint64_t sample)
 {
     uint64_t m = atomic_load_explicit(mean, memory_order_relaxed);
-    atomic_store_explicit(mean, m ? m - m / 16 + sample / 16 : sample, memory_order_relaxed);
+    uint64_t next = m == 0 ? sample : sample > m ? m + (sample - m) / 4 : m - (m - sample) / 16;
+    atomic_store_explicit(mean, next, memory_order_relaxed);
 }
 
 static void run_job(void *arg, uint64_t queued_ns)

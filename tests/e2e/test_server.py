@@ -1971,6 +1971,8 @@ class EmbedWithTextModel(unittest.TestCase):
                 started = time.monotonic()
                 embed(big, 60)
                 t_big = time.monotonic() - started
+            for _ in range(4):  # the server's mean compute time (admission's) settles on it
+                embed(big, 60)
 
             def drops():
                 return metric(srv.metrics(), "driftrec_deadline_dropped_total")
@@ -1996,7 +1998,10 @@ class EmbedWithTextModel(unittest.TestCase):
             holders = [threading.Thread(target=embed, args=(big, 60)) for _ in range(3)]
             for t in holders:
                 t.start()
-                time.sleep(t_big / 10)
+            wait_until = time.monotonic() + 10  # until two of them wait in the queue
+            while (metric(srv.metrics(), "driftrec_queue_depth") or 0) < 2:
+                self.assertLess(time.monotonic(), wait_until, "the holders did not queue")
+                time.sleep(0.002)
             started = time.monotonic()
             with self.assertRaises(grpc.RpcError) as cm:
                 embed(["short"], timeout=t_big)
