@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """batching.py: Recommend throughput and latency with and without the batcher (--max-batch).
 
-A random-weight bundle of the shipped shape (overload.py's: 20000 items, dim 64, an int8
+A random-weight bundle of the shipped shape (random_shop.py's: 20000 items, dim 64, an int8
 interest model with one LSTM layer of 128) is served; driftrec-load sends Recommend calls
 carrying 50 inline events each (a replay of synthetic histories, users without stored
 history: after each user's first call the cached empty state is stepped by the 50 events),
@@ -21,22 +21,12 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import overload  # noqa: E402  (its bundle writer)
+import random_shop  # noqa: E402  (the random bundle and histories)
 
 
 def write_replay(out_dir, ids, n_users, n_events, seed):
-    import random
-    rng = random.Random(seed)
     events = os.path.join(out_dir, "events.jsonl")
-    with open(events, "w") as f:
-        for u in range(n_users):
-            ts = 1_700_000_000
-            for _ in range(n_events):
-                ts += rng.choice([5, 60, 600, 7200])
-                f.write(json.dumps({"user_id": f"u{u}", "item_id": rng.choice(ids), "ts": ts,
-                                    "event_type": rng.choice(["view", "click", "purchase"]),
-                                    "dwell_s": rng.choice([None, 20.0]), "amount": None,
-                                    "rating": None, "text": ""}) + "\n")
+    random_shop.write_events(events, ids, n_users, n_events, seed)
     replay = os.path.join(out_dir, "replay.jsonl")
     subprocess.run([sys.executable, os.path.join(HERE, "make_replay.py"), events, replay],
                    check=True, capture_output=True)
@@ -73,7 +63,7 @@ def main():
     os.environ.setdefault("DR_BUILD_DIR", a.build)
     work = tempfile.TemporaryDirectory()
     bundle = os.path.join(work.name, "bundle")
-    ids = overload.write_bundle(bundle, a.items, a.dim, seed=7)
+    ids = random_shop.write_bundle(bundle, a.items, a.dim, seed=7)
     replay = write_replay(work.name, ids, n_users=200, n_events=50, seed=7)
     conc = [int(c) for c in a.concurrency.split(",")]
     settings = [int(b) for b in a.max_batch.split(",")]
