@@ -82,7 +82,9 @@ def main():
     ap.add_argument("--queue", type=int, default=64)
     ap.add_argument("--deadline-ms", type=int, default=200)
     ap.add_argument("--items", type=int, default=20000)
-    ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--dim", type=int, default=128,
+                    help="item dim (LSTM hidden 2x): costly enough per call that the client "
+                    "can offer 3x one worker's capacity on the same 2 cores")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     a.load_bin = os.path.join(a.build, "bench", "load", "driftrec-load")
