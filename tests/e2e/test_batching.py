@@ -22,12 +22,11 @@ import threading
 import time
 import unittest
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import grpc
 
 from tests.e2e.test_server import (CLIP, DIM, FLOAT_TOL, MAX_EVENTS, T0, TRAIN_DIR, Server,
-                                   pb, random_events)
+                                   pb, random_events, write_text_encoder)
 
 N_USERS = 48
 N_THREADS = 16
@@ -51,19 +50,12 @@ class BatchedEqualsUnbatched(unittest.TestCase):
         import driftrec_train.runtime  # noqa: F401  (BLAS set-up: before numpy and torch load)
         import numpy as np
         import torch
-        from driftrec_train import bert, bundle as bundle_mod, export, golden, interest
+        from driftrec_train import bundle as bundle_mod, interest
         torch.set_num_threads(1)
         cls.np = np
         cls.dir = tempfile.TemporaryDirectory()
         d = cls.dir.name
-        vocab = os.path.join(d, "vocab.txt")
-        golden.write_vocab(Path(vocab), 64)
-        enc = bert.TextEncoder(bert.BertConfig(
-            vocab_size=64, hidden_size=cls.TEXT_DIM, num_hidden_layers=1, num_attention_heads=2,
-            intermediate_size=64, max_position_embeddings=32, pooling="mean"))
-        bert.random_init(enc, torch.Generator().manual_seed(5), std=0.3)
-        text_dir = export.export_bert(enc.eval(), os.path.join(d, "text"), dtype="int8",
-                                      name="e2e-text", vocab=vocab, do_lower_case=True)
+        text_dir, _ = write_text_encoder(d, cls.TEXT_DIM)
         config = interest.InterestConfig(item_dim=DIM, hidden_size=32, num_layers=1,
                                          max_events=MAX_EVENTS, half_life_s=86400.0)
         model = interest.InterestModel(config)

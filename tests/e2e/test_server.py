@@ -1470,6 +1470,25 @@ class InterestMoves(unittest.TestCase):
                 self.assertNotIn("b-150", {i.item_id for i in after.items})  # seen: excluded
 
 
+def write_text_encoder(out_dir, hidden_size):
+    """A small random BERT text encoder (vocabulary of 64, one layer), exported int8 as
+    training exports it, into out_dir/text; returns (its directory, its vocab.txt)."""
+    if TRAIN_DIR not in sys.path:
+        sys.path.insert(0, TRAIN_DIR)
+    import driftrec_train.runtime  # noqa: F401  (BLAS set-up: before numpy and torch load)
+    import torch
+    from driftrec_train import bert, export, golden
+    vocab = os.path.join(out_dir, "vocab.txt")
+    golden.write_vocab(Path(vocab), 64)
+    enc = bert.TextEncoder(bert.BertConfig(
+        vocab_size=64, hidden_size=hidden_size, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=32, pooling="mean"))
+    bert.random_init(enc, torch.Generator().manual_seed(5), std=0.3)
+    text_dir = export.export_bert(enc.eval(), os.path.join(out_dir, "text"), dtype="int8",
+                                  name="e2e-text", vocab=vocab, do_lower_case=True)
+    return text_dir, vocab
+
+
 class QueryText(unittest.TestCase):
     """Recommend's query_text, the documented heuristic (docs/api.md): a bundle with a small
     random BERT text encoder (int8, as training exports it) and a random text projection;
@@ -1486,21 +1505,14 @@ class QueryText(unittest.TestCase):
         import driftrec_train.runtime  # noqa: F401
         import numpy as np
         import torch
-        from driftrec_train import bert, bundle as bundle_mod, export, golden, interest, mlm
+        from driftrec_train import bundle as bundle_mod, export, interest, mlm
         from driftrec_train.events import EVENT_TYPES
         torch.set_num_threads(1)
         cls.click = EVENT_TYPES.index("click")
         cls.np, cls.torch, cls.interest, cls.mlm = np, torch, interest, mlm
         cls.dir = tempfile.TemporaryDirectory()
         d = cls.dir.name
-        vocab = os.path.join(d, "vocab.txt")
-        golden.write_vocab(Path(vocab), 64)
-        enc = bert.TextEncoder(bert.BertConfig(
-            vocab_size=64, hidden_size=cls.TEXT_DIM, num_hidden_layers=1, num_attention_heads=2,
-            intermediate_size=64, max_position_embeddings=32, pooling="mean"))
-        bert.random_init(enc, torch.Generator().manual_seed(5), std=0.3)
-        text_dir = export.export_bert(enc.eval(), os.path.join(d, "text"), dtype="int8",
-                                      name="e2e-text", vocab=vocab, do_lower_case=True)
+        text_dir, vocab = write_text_encoder(d, cls.TEXT_DIM)
         cls.encoder = export.load_bert(text_dir)  # the weights the server has
         cls.vocab = vocab
         config = interest.InterestConfig(item_dim=DIM, hidden_size=16, num_layers=1,
