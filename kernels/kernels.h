@@ -77,7 +77,18 @@ struct dr_packed_s8 {
     size_t n, k;               /* logical output columns, reduction length */
     size_t n_padded, k_padded; /* multiples of DR_PACK_S8_NR and DR_PACK_S8_KR */
     uint8_t *data;             /* owned, aligned; n_padded * k_padded bytes */
+    uint8_t *row_data;         /* owned or NULL: the one-row layout, same bytes reordered */
 };
+
+/* The one-row layout (dr_packed_s8_add_row_layout): a product with m == 1 reads every weight
+ * once, from L2 when the matrix is larger than L1 (the LSTM's recurrent product at batch 1),
+ * and the panel layout makes that 8 streams 16 * k_padded bytes apart.  Here panels go in
+ * groups of DR_PACK_S8_ROW_PANELS; inside group q (panels 8q .. 8q + gp - 1, gp = 8 except
+ * perhaps the last), k-group g holds the gp panels' 64-byte lines side by side at
+ *   q * 8 * 16 * k_padded + g * gp * 64 + h * 64,
+ * one contiguous stream.  Only the AVX-512 tables read it (1.5x on a 1024 x 256 one-row
+ * product, docs/kernels.md); the others ignore it. */
+#define DR_PACK_S8_ROW_PANELS 8
 
 /* Packs w, an n x k row-major matrix (a torch Linear weight: [out][in]); ld_w >= k.
  * Fails with DR_ERR_INVALID_ARG if a weight is outside [DR_S8_WEIGHT_MIN, DR_S8_WEIGHT_MAX]
@@ -85,6 +96,10 @@ struct dr_packed_s8 {
 enum dr_status dr_packed_s8_init(struct dr_packed_s8 *packed, size_t n, size_t k, const int8_t *w,
                                  size_t ld_w, struct dr_error *err);
 void dr_packed_s8_deinit(struct dr_packed_s8 *packed); /* zeroed or deinited: no-op */
+
+/* Adds the one-row layout to packed weights (see above): for weights multiplied mostly one
+ * row at a time.  DR_ERR_NOMEM leaves packed as it was; calling it twice is a no-op. */
+enum dr_status dr_packed_s8_add_row_layout(struct dr_packed_s8 *packed, struct dr_error *err);
 
 /* w[j][k] read back from the packed layout (the reference kernels read through this). */
 static inline int8_t dr_packed_s8_at(const struct dr_packed_s8 *packed, size_t j, size_t k)

@@ -47,10 +47,37 @@ enum dr_status dr_packed_s8_init(struct dr_packed_s8 *packed, size_t n, size_t k
     return DR_OK;
 }
 
+enum dr_status dr_packed_s8_add_row_layout(struct dr_packed_s8 *packed, struct dr_error *err)
+{
+    if (packed->row_data)
+        return DR_OK;
+    size_t bytes = packed->n_padded * packed->k_padded;
+    uint8_t *row = dr_aligned_alloc(bytes);
+    if (!row)
+        return dr_error_set(err, DR_ERR_NOMEM,
+                            "pack: out of memory for the one-row layout of "
+                            "%zux%zu weights",
+                            packed->n, packed->k);
+    size_t n_panels = packed->n_padded / DR_PACK_S8_NR, groups = packed->k_padded / DR_PACK_S8_KR;
+    size_t line = DR_PACK_S8_NR * DR_PACK_S8_KR, panel_bytes = packed->k_padded * DR_PACK_S8_NR;
+    for (size_t p = 0; p < n_panels; p++) {
+        size_t q = p / DR_PACK_S8_ROW_PANELS, h = p % DR_PACK_S8_ROW_PANELS;
+        size_t first = q * DR_PACK_S8_ROW_PANELS;
+        size_t gp =
+            n_panels - first < DR_PACK_S8_ROW_PANELS ? n_panels - first : DR_PACK_S8_ROW_PANELS;
+        for (size_t g = 0; g < groups; g++)
+            memcpy(row + first * panel_bytes + (g * gp + h) * line,
+                   packed->data + p * panel_bytes + g * line, line);
+    }
+    packed->row_data = row;
+    return DR_OK;
+}
+
 void dr_packed_s8_deinit(struct dr_packed_s8 *packed)
 {
     if (!packed)
         return;
+    dr_aligned_free(packed->row_data);
     dr_aligned_free(packed->data);
     memset(packed, 0, sizeof *packed);
 }

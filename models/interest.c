@@ -102,6 +102,11 @@ static enum dr_status load_lstm_layer(struct dr_interest *m, size_t l, struct dr
         (st = get_f32(m, bih, 1, (size_t[]){4 * h}, &b1, err)) ||
         (st = get_f32(m, bhh, 1, (size_t[]){4 * h}, &b2, err)))
         return st;
+    /* h W_hh^T runs one row per step at batch 1, and so does x W_ih^T in dr_interest_step:
+     * give both the layout one-row products stream fastest (kernels.h). */
+    if (m->is_int8 && ((st = dr_packed_s8_add_row_layout(&L->w_hh.packed, err)) ||
+                       (st = dr_packed_s8_add_row_layout(&L->w_ih.packed, err))))
+        return st;
     L->bias = dr__owned_alloc(&m->owned, 4 * h * sizeof(float));
     if (!L->bias)
         return dr_error_set(err, DR_ERR_NOMEM, "out of memory");

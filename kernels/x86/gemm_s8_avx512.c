@@ -13,6 +13,8 @@
  * accumulators busy, each a chain of dependent vpdpbusd (latency ~5 cycles), so the row runs
  * 8 panels at a time instead (8 chains, one broadcast per 8 weight loads): the same sums and
  * epilogue, bit for bit, about twice as fast on the LSTM's 1024 x 256 (see docs/models.md).
+ * With the one-row layout (kernels.h) those 8 panels are one contiguous stream: another 1.5x
+ * there, the weights coming from L2 at about 44 instead of 29 bytes per cycle (Zen 5).
  * Blocking: 24 KiB of A rows, row tiles sweeping 16 KiB chunks of panels, so both stay in a
  * 48 KiB L1 together.  Measured (VNNI, AMD Zen 5, BERT-mini and BERT-base shapes at M = 128
  * and 1024, medians of 3) against 32 + 32 KiB (the earlier choice: BERT-base ffn_up at
@@ -163,29 +165,31 @@ tile(size_t mr, size_t np, const int8_t *a, size_t lda, const struct dr_packed_s
     }
 }
 
-/* m == 1: np panels from panel_idx, one accumulator each (see the comment at the top). */
-#define ROW_PANELS 8
+/* m == 1: np panels from panel_idx, one accumulator each (see the comment at the top).  Panel
+ * h's k-group g is at base + h * panel_stride + g * k_step: the panel layout (stride
+ * 16 * k_padded, step 64) or the one-row layout (stride 64, step np * 64, kernels.h). */
+#define ROW_PANELS DR_PACK_S8_ROW_PANELS
 static inline __attribute__((always_inline)) void
-row_tile(size_t np, const int8_t *a, const struct dr_packed_s8 *b, size_t panel_idx,
-         int32_t row_sum, void *c, const struct dr_gemm_epilogue *ep)
+row_tile(size_t np, const int8_t *a, const uint8_t *base, size_t panel_stride, size_t k_step,
+         const struct dr_packed_s8 *b, size_t panel_idx, int32_t row_sum, void *c,
+         const struct dr_gemm_epilogue *ep)
 {
     __m512i acc[ROW_PANELS];
     for (size_t h = 0; h < np; h++)
         acc[h] = _mm512_setzero_si512();
-    size_t stride = b->k_padded * NR;
-    const uint8_t *p = b->data + panel_idx * stride;
+    const uint8_t *p = base;
     size_t k = b->k, k_full = k & ~(size_t)3;
-    for (size_t kk = 0; kk < k_full; kk += 4, p += 64) {
+    for (size_t kk = 0; kk < k_full; kk += 4, p += k_step) {
         __m512i av = _mm512_set1_epi32(*(const dr_unaligned_i32 *)(a + kk));
         for (size_t h = 0; h < np; h++)
-            acc[h] = madd_u8s8(acc[h], _mm512_load_si512(p + h * stride), av);
+            acc[h] = madd_u8s8(acc[h], _mm512_load_si512(p + h * panel_stride), av);
     }
     if (k_full < k) {
         int32_t word = 0;
         memcpy(&word, a + k_full, k - k_full);
         __m512i av = _mm512_set1_epi32(word);
         for (size_t h = 0; h < np; h++)
-            acc[h] = madd_u8s8(acc[h], _mm512_load_si512(p + h * stride), av);
+            acc[h] = madd_u8s8(acc[h], _mm512_load_si512(p + h * panel_stride), av);
     }
     for (size_t h = 0; h < np; h++) {
         struct panel_out po = panel_out_load(b, panel_idx + h, ep);
@@ -193,23 +197,55 @@ row_tile(size_t np, const int8_t *a, const struct dr_packed_s8 *b, size_t panel_
     }
 }
 
+/* The one-row layout: each group of up to 8 panels is one contiguous stream. */
+static void gemv_row_layout(const int8_t *a, const struct dr_packed_s8 *b, int32_t row_sum, void *c,
+                            const struct dr_gemm_epilogue *ep)
+{
+    size_t n_panels = b->n_padded / NR, panel_bytes = b->k_padded * NR;
+    for (size_t p = 0; p < n_panels; p += ROW_PANELS) {
+        size_t gp = n_panels - p < ROW_PANELS ? n_panels - p : ROW_PANELS;
+        const uint8_t *base = b->row_data + p * panel_bytes;
+        switch (gp) {
+#define ROW_GROUP(np)                                                                              \
+    case np:                                                                                       \
+        row_tile(np, a, base, 64, np * 64, b, p, row_sum, c, ep);                                  \
+        break;
+            ROW_GROUP(8)
+            ROW_GROUP(7)
+            ROW_GROUP(6)
+            ROW_GROUP(5)
+            ROW_GROUP(4)
+            ROW_GROUP(3)
+            ROW_GROUP(2)
+            ROW_GROUP(1)
+#undef ROW_GROUP
+        default:
+            break;
+        }
+    }
+}
+
 static void gemv(const int8_t *a, const struct dr_packed_s8 *b, void *c,
                  const struct dr_gemm_epilogue *ep)
 {
-    size_t n_panels = b->n_padded / NR, p = 0;
     int32_t row_sum = row_sum_s8(a, b->k);
+    if (b->row_data) {
+        gemv_row_layout(a, b, row_sum, c, ep);
+        return;
+    }
+    size_t n_panels = b->n_padded / NR, p = 0, stride = b->k_padded * NR;
     for (; p + ROW_PANELS <= n_panels; p += ROW_PANELS)
-        row_tile(ROW_PANELS, a, b, p, row_sum, c, ep);
+        row_tile(ROW_PANELS, a, b->data + p * stride, stride, 64, b, p, row_sum, c, ep);
     if (p + 4 <= n_panels) {
-        row_tile(4, a, b, p, row_sum, c, ep);
+        row_tile(4, a, b->data + p * stride, stride, 64, b, p, row_sum, c, ep);
         p += 4;
     }
     if (p + 2 <= n_panels) {
-        row_tile(2, a, b, p, row_sum, c, ep);
+        row_tile(2, a, b->data + p * stride, stride, 64, b, p, row_sum, c, ep);
         p += 2;
     }
     if (p < n_panels)
-        row_tile(1, a, b, p, row_sum, c, ep);
+        row_tile(1, a, b->data + p * stride, stride, 64, b, p, row_sum, c, ep);
 }
 
 /* One row tile of mr rows across panels [p0, p_end): pairs of panels, then a last single. */

@@ -79,8 +79,10 @@ static int8_t fill_w(enum fill f, size_t idx)
     return (int8_t)dr_test_rand_int(DR_S8_WEIGHT_MIN, DR_S8_WEIGHT_MAX);
 }
 
-static void check_gemm_s8(size_t m, size_t n, size_t k, enum fill f)
+/* row_layout: the weights also carry the one-row layout (read by AVX-512 when m == 1). */
+static void check_gemm_s8_layout(size_t m, size_t n, size_t k, enum fill f, bool row_layout)
 {
+    const char *lay = row_layout ? " row-layout" : "";
     size_t lda = k + 3, ldc = n + 5, ldw = k + 1;
     int8_t *a = (int8_t *)xalloc(m * lda) + MISALIGN;
     int8_t *w = xalloc(n * ldw);
@@ -107,6 +109,11 @@ static void check_gemm_s8(size_t m, size_t n, size_t k, enum fill f)
         DR_TEST_FAIL("pack %zux%zu: %s", n, k, err.msg);
         return;
     }
+    if (row_layout && dr_packed_s8_add_row_layout(&packed, &err) != DR_OK) {
+        DR_TEST_FAIL("row layout %zux%zu: %s", n, k, err.msg);
+        dr_packed_s8_deinit(&packed);
+        return;
+    }
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < n; j++) {
             int32_t acc = 0;
@@ -124,11 +131,11 @@ static void check_gemm_s8(size_t m, size_t n, size_t k, enum fill f)
     for (size_t i = 0; i < m; i++) {
         for (size_t j = 0; j < n; j++)
             if (c[i * ldc + j] != want[i * n + j] && bad++ < 3)
-                DR_TEST_FAIL("gemm_s8s8s32 m=%zu n=%zu k=%zu fill=%d [%zu][%zu]: %d, want %d", m, n,
-                             k, (int)f, i, j, c[i * ldc + j], want[i * n + j]);
+                DR_TEST_FAIL("gemm_s8s8s32%s m=%zu n=%zu k=%zu fill=%d [%zu][%zu]: %d, want %d",
+                             lay, m, n, k, (int)f, i, j, c[i * ldc + j], want[i * n + j]);
         for (size_t j = n; j < ldc; j++)
             if (c[i * ldc + j] != 0x5a5a5a5a && bad++ < 3)
-                DR_TEST_FAIL("gemm_s8s8s32 m=%zu n=%zu k=%zu wrote past column n", m, n, k);
+                DR_TEST_FAIL("gemm_s8s8s32%s m=%zu n=%zu k=%zu wrote past column n", lay, m, n, k);
     }
 
     /* The fp32 epilogue in its four forms, against the exact int32 sums. */
@@ -155,9 +162,9 @@ static void check_gemm_s8(size_t m, size_t n, size_t k, enum fill f)
                 double got = cf[i * ldc + j], mag = fabs(v) + 1.0 + (double)(i + j) * 0.25;
                 /* fp32 rounding of acc, scales, bias: a few ulp; GELU approximations 1e-6. */
                 if (!close_enough(got, v, 2e-6, 4e-6, mag) && bad++ < 3)
-                    DR_TEST_FAIL("gemm_s8s8f32 form=%d m=%zu n=%zu k=%zu [%zu][%zu]: %.9g, "
+                    DR_TEST_FAIL("gemm_s8s8f32%s form=%d m=%zu n=%zu k=%zu [%zu][%zu]: %.9g, "
                                  "want %.9g",
-                                 form, m, n, k, i, j, got, v);
+                                 lay, form, m, n, k, i, j, got, v);
                 if (!close_enough(got, cf_ref[i * ldc + j], 2e-6, 4e-6, mag) && bad++ < 3)
                     DR_TEST_FAIL("gemm_s8s8f32 vs ref form=%d m=%zu n=%zu k=%zu [%zu][%zu]: "
                                  "%.9g vs %.9g",
@@ -178,6 +185,13 @@ static void check_gemm_s8(size_t m, size_t n, size_t k, enum fill f)
     dr_aligned_free(a_scale);
     dr_aligned_free(w_scale);
     dr_aligned_free(bias);
+}
+
+static void check_gemm_s8(size_t m, size_t n, size_t k, enum fill f)
+{
+    check_gemm_s8_layout(m, n, k, f, false);
+    if (m <= 2) /* the one-row layout: read at m == 1, ignored above */
+        check_gemm_s8_layout(m, n, k, f, true);
 }
 
 static void test_gemm_s8(void)
