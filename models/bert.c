@@ -246,6 +246,7 @@ bool dr_bert_vocab_lower_case(const struct dr_bert *bert)
 
 struct bert_ws {
     float *x, *qkv, *ctx, *inter, *tmp, *scores, *pooled;
+    float *key_t; /* one head's keys transposed: dh x max_len */
     struct dr__linear_scratch scratch;
 };
 
@@ -253,15 +254,20 @@ static size_t ws_layout(const struct dr_bert *b, size_t n_tokens, size_t max_len
                         char *base, struct bert_ws *ws)
 {
     size_t h = b->hidden, wide = b->inter > 3 * h ? b->inter : 3 * h;
-    size_t sizes[8] = {
-        n_tokens * h * sizeof(float),    n_tokens * 3 * h * sizeof(float),
-        n_tokens * h * sizeof(float),    n_tokens * b->inter * sizeof(float),
-        n_tokens * wide * sizeof(float), max_len * max_len * sizeof(float),
-        n_seqs * h * sizeof(float),      n_tokens * (b->inter > h ? b->inter : h),
+    size_t sizes[9] = {
+        n_tokens * h * sizeof(float),
+        n_tokens * 3 * h * sizeof(float),
+        n_tokens * h * sizeof(float),
+        n_tokens * b->inter * sizeof(float),
+        n_tokens * wide * sizeof(float),
+        max_len * max_len * sizeof(float),
+        n_seqs * h * sizeof(float),
+        n_tokens * (b->inter > h ? b->inter : h),
+        (h / b->n_heads) * max_len * sizeof(float),
     };
     size_t at = 0;
-    void *ptrs[8];
-    for (size_t i = 0; i < 8; i++) {
+    void *ptrs[9];
+    for (size_t i = 0; i < 9; i++) {
         ptrs[i] = base ? base + at : NULL;
         at += dr_round_up(sizes[i], DR_ALIGNMENT);
     }
@@ -276,6 +282,7 @@ static size_t ws_layout(const struct dr_bert *b, size_t n_tokens, size_t max_len
         ws->scores = ptrs[5];
         ws->pooled = ptrs[6];
         ws->scratch.qa = ptrs[7];
+        ws->key_t = ptrs[8];
         ws->scratch.qs = (float *)(void *)(base + qs_at);
         ws->scratch.tmp = ws->tmp;
     }
@@ -314,7 +321,12 @@ static void attention(const struct dr_bert *b, size_t n_seqs, const size_t *lens
         const float *qkv = ws->qkv + row * 3 * h;
         for (size_t hd = 0; hd < b->n_heads; hd++) {
             const float *q = qkv + hd * dh, *kk = q + h, *v = q + 2 * h;
-            k->gemm_f32_nt(len, len, dh, q, 3 * h, kk, 3 * h, NULL, ws->scores, len);
+            /* Q K^T as a plain product over K transposed: the _nt kernel's dot-product tile
+             * spends more on its final reductions than on the 64-long dot products here. */
+            for (size_t t = 0; t < len; t++)
+                for (size_t d = 0; d < dh; d++)
+                    ws->key_t[d * len + t] = kk[t * 3 * h + d];
+            k->gemm_f32_nn(len, len, dh, q, 3 * h, ws->key_t, len, NULL, ws->scores, len);
             k->softmax_f32(len, len, ws->scores, len, len, scale);
             k->gemm_f32_nn(len, dh, len, ws->scores, len, v, 3 * h, NULL,
                            ws->ctx + row * h + hd * dh, h);
