@@ -66,6 +66,7 @@ struct dr_bundle {
     size_t text_dim;             /* 0 without a text projection */
     bool text_proj_normalize;    /* text_projection.normalize_input */
     size_t text_max_len;         /* preprocessing.text.max_len, 0 when absent */
+    bool time_in_steps;          /* preprocessing.time_unit == "steps" */
     const char **category_names;
     size_t n_categories;
     struct dr_interest *interest;
@@ -623,6 +624,13 @@ static enum dr_status load(struct dr_bundle *b, const struct dr_model_opts *opts
     }
     if ((st = load_text_max_len(b, pre, err)) != DR_OK)
         return st;
+    const cJSON *unit = get_item(pre, "time_unit");
+    if (unit && !(cJSON_IsString(unit) && (strcmp(unit->valuestring, "seconds") == 0 ||
+                                           strcmp(unit->valuestring, "steps") == 0)))
+        return dr_error_set(err, DR_ERR_FORMAT,
+                            "manifest.json: preprocessing.time_unit must be \"seconds\" or "
+                            "\"steps\"");
+    b->time_in_steps = unit && strcmp(unit->valuestring, "steps") == 0;
     clip = get_item(pre, "clip");
     if (clip && !cJSON_IsObject(clip))
         return dr_error_set(err, DR_ERR_FORMAT,
@@ -744,6 +752,11 @@ bool dr_bundle_text_projection_normalizes(const struct dr_bundle *b)
 size_t dr_bundle_text_max_len(const struct dr_bundle *b)
 {
     return b->text_max_len;
+}
+
+bool dr_bundle_time_in_steps(const struct dr_bundle *b)
+{
+    return b->time_in_steps;
 }
 
 size_t dr_bundle_n_items(const struct dr_bundle *b)

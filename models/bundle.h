@@ -57,6 +57,10 @@ bool dr_bundle_text_projection_normalizes(const struct dr_bundle *bundle);
 /* preprocessing.text.max_len: the tokens (with [CLS] and [SEP]) item text was cut to when the
  * item vectors were made; 0 when the manifest gives none. */
 size_t dr_bundle_text_max_len(const struct dr_bundle *bundle);
+/* preprocessing.time_unit is "steps": trained on order-only data, where an event's time was
+ * its position, so gap buckets and the half-life count events, not seconds (absent or
+ * "seconds": false). */
+bool dr_bundle_time_in_steps(const struct dr_bundle *bundle);
 
 size_t dr_bundle_n_items(const struct dr_bundle *bundle);
 size_t dr_bundle_item_dim(const struct dr_bundle *bundle);

@@ -119,6 +119,10 @@ static void usage(FILE *out)
             "  --model-poll-ms N    with --model-root: look for a new version every N ms and\n"
             "                       load it; 0: only at SIGHUP (env DR_MODEL_POLL_MS;\n"
             "                       default 5000)\n"
+            "  --allow-step-time yes|no  serve bundles trained on order-only data\n"
+            "                       (preprocessing.time_unit \"steps\"), whose gap buckets and\n"
+            "                       half-life count events while requests carry seconds\n"
+            "                       (default no: such a bundle is refused at load)\n"
             "  --query-weight W     w in [0, 1] of Recommend's query-text heuristic: the user\n"
             "                       vector u becomes (1-w) u + w |u| q/|q|, q the query's\n"
             "                       item-space vector (env DR_QUERY_WEIGHT; default 0.5;\n"
@@ -226,7 +230,13 @@ static bool apply_option(struct options *o, const char *name, const char *v, con
         opts->history_timeout_ms = (int)parse_count(label, v, 600000);
     else if (strcmp(name, "history-replicas") == 0)
         opts->history_wait_replicas = strcmp(v, "0") == 0 ? 0 : (int)parse_count(label, v, 100);
-    else if (strcmp(name, "history-allow-volatile") == 0) {
+    else if (strcmp(name, "allow-step-time") == 0) {
+        if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0) {
+            fprintf(stderr, "driftrec-server: %s %s: expected yes or no\n", label, v);
+            exit(2);
+        }
+        opts->allow_step_time = strcmp(v, "yes") == 0;
+    } else if (strcmp(name, "history-allow-volatile") == 0) {
         if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0) {
             fprintf(stderr, "driftrec-server: %s %s: expected yes or no\n", label, v);
             exit(2);

@@ -1476,6 +1476,14 @@ static enum dr_status load_and_publish(struct dr_server *srv, const char *dir, s
     }
     strcpy(slot->dir, dir);
     enum dr_status st = dr_bundle_load(dir, NULL, &slot->bundle, err);
+    /* Requests carry Unix timestamps; such a model would read their gaps as event counts. */
+    if (st == DR_OK && dr_bundle_time_in_steps(slot->bundle) && !srv->opts.allow_step_time)
+        st = dr_error_set(err, DR_ERR_FORMAT,
+                          "%s: trained with preprocessing.time_unit \"steps\" (order-only "
+                          "data): its time-gap buckets and half-life count events, while "
+                          "requests carry timestamps in seconds; serve a model trained on "
+                          "timestamps, or start with --allow-step-time yes to serve it anyway",
+                          dir);
     struct dr_recommender_opts ropts = {
         .cache_users = srv->opts.state_cache_users,
         .n_warmup = srv->opts.warmup_queries,

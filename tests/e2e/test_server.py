@@ -1067,6 +1067,45 @@ class RecommendWithBundle(unittest.TestCase):
                              health_pb2.HealthCheckResponse.SERVING)
             self.assertEqual(srv.stop(), 0, srv.stderr())
 
+    def test_step_time_bundles_are_refused_unless_allowed(self):
+        """A model trained on order-only data counts events where requests carry seconds."""
+        with tempfile.TemporaryDirectory() as d:
+            def with_unit(name, unit):
+                path = os.path.join(d, name)
+                shutil.copytree(self.bundle.path, path)
+                with open(os.path.join(path, "manifest.json")) as f:
+                    manifest = json.load(f)
+                manifest["preprocessing"]["time_unit"] = unit
+                with open(os.path.join(path, "manifest.json"), "w") as f:
+                    json.dump(manifest, f)
+                return path
+
+            steps, hours = with_unit("steps", "steps"), with_unit("hours", "hours")
+            # (The log is JSON: quotes inside the detail are escaped.)
+            cases = [(["--model", steps], "trained with preprocessing.time_unit"),
+                     (["--model", steps, "--allow-step-time", "no"], "--allow-step-time yes"),
+                     (["--model", hours], "preprocessing.time_unit must be"),
+                     (["--model", hours, "--allow-step-time", "yes"], "time_unit must be")]
+            for args, text in cases:
+                with self.subTest(args=args):
+                    r = subprocess.run([SERVER_BIN, "--history", d + "/history", "--listen",
+                                        f"127.0.0.1:{free_port()}", "--metrics", "off", *args],
+                                       capture_output=True, text=True, timeout=60)
+                    self.assertEqual(r.returncode, 2, r.stderr)
+                    self.assertIn("cannot load the model bundle", r.stderr)
+                    self.assertIn(text, r.stderr)
+            r = subprocess.run([SERVER_BIN, "--allow-step-time", "maybe"], capture_output=True,
+                               text=True, timeout=60)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("expected yes or no", r.stderr)
+            srv = Server(d + "/history", "--model", steps, "--allow-step-time", "yes")
+            try:
+                self.assertEqual(srv.health("driftrec.v1.Recommender"),
+                                 health_pb2.HealthCheckResponse.SERVING)
+                self.assertEqual(len(self.recommend("step-user", srv=srv, k=5).items), 5)
+            finally:
+                self.assertEqual(srv.stop(), 0, srv.stderr())
+
     def impressions(self, history_dir, request_id, n, timeout=10.0):
         """The log's impression records of one request, waiting up to timeout for the writer's
         group commit to hold n of them."""
