@@ -22,7 +22,7 @@ struct dr_server_opts {
     const char *history_prefix;  /* Redis: key namespace; NULL or "" = "driftrec:" */
     int history_timeout_ms;      /* Redis: connect and command timeout; 0 = 2000 */
     bool history_allow_volatile; /* Redis: serve (with a warning) when Redis would lose writes */
-    bool allow_step_time; /* serve bundles trained on order-only data (time_unit "steps") */
+    bool allow_step_time;        /* serve bundles trained on order-only data (time_unit "steps") */
     int history_wait_replicas;   /* Redis: replicas each write waits for (WAIT); 0 = none */
     int n_pollers;               /* completion-queue threads (I/O and decoding only) */
     int n_workers;               /* handler threads */
