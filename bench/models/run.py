@@ -55,18 +55,25 @@ def openblas_env(notes: list[str]) -> dict[str, str]:
     """OpenBLAS 0.3.21 (Debian 12) takes some newer CPUs for a Prescott and runs its SSE3
     kernels, several times slower; name the core it should use, as a user would."""
     env = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
-    if os.environ.get("OPENBLAS_CORETYPE"):
-        notes.append(f"OpenBLAS core: OPENBLAS_CORETYPE={os.environ['OPENBLAS_CORETYPE']} (given)")
+    flags = cpu_flags()
+    want = ("Cooperlake" if {"avx512f", "avx512_bf16"} <= flags else
+            "SkylakeX" if {"avx512f", "avx512bw", "avx512vl"} <= flags else
+            "Haswell" if "avx2" in flags else "")
+    given = os.environ.get("OPENBLAS_CORETYPE")
+    if given:
+        notes.append(f"OpenBLAS core: OPENBLAS_CORETYPE={given} (given)")
+        if want and given.lower() != want.lower():
+            # A core type below the CPU's (Haswell kernels on an AVX-512 host) slows the peer:
+            # measured here 3.5x on the interest model at batch 1.
+            notes.append(f"WARNING: this CPU runs OpenBLAS's {want} kernels; the given "
+                         f"{given} may handicap the PyTorch peer (unset OPENBLAS_CORETYPE "
+                         f"to let the driver choose)")
         return env
     probe = subprocess.run([sys.executable, "-c", "import numpy as n; n.ones((4,4)) @ n.ones((4,4))"],
                            env={**os.environ, "OPENBLAS_VERBOSE": "2"}, capture_output=True,
                            text=True)
     core = next((ln.split(":", 1)[1].strip() for ln in (probe.stdout + probe.stderr).splitlines()
                  if ln.startswith("Core:")), "")
-    flags = cpu_flags()
-    want = ("Cooperlake" if {"avx512f", "avx512_bf16"} <= flags else
-            "SkylakeX" if {"avx512f", "avx512bw", "avx512vl"} <= flags else
-            "Haswell" if "avx2" in flags else "")
     if core in WEAK_OPENBLAS_CORES and want:
         env["OPENBLAS_CORETYPE"] = want
         notes.append(f"OpenBLAS core: detected {core} on this CPU; the PyTorch peer runs with "
