@@ -145,6 +145,8 @@ struct dr_server {
 };
 
 /* One served model.  refs: one for being published, one per call using it. */
+#define MODEL_VERSION_MAX 160 /* bytes kept of a model version for logs and replies */
+
 struct model_slot {
     struct dr_bundle *bundle;   /* owned */
     struct dr_recommender *rec; /* owned; built on bundle */
@@ -519,17 +521,18 @@ static bool bytes_equal(const ProtobufCBinaryData *b, const char *s)
     return b->len == strlen(s) && memcmp(b->data, s, b->len) == 0;
 }
 
+static enum dr_status reload_model(struct dr_server *srv, struct dr_error *err,
+                                   char previous[MODEL_VERSION_MAX], struct model_slot **loaded);
+
 static void handle_admin_reload(struct call *c)
 {
     struct dr_server *srv = c->srv;
-    char previous[160] = "";
-    struct model_slot *before = slot_acquire(srv);
-    if (before)
-        snprintf(previous, sizeof previous, "%s", dr_bundle_version(before->bundle));
-    slot_release(before);
+    char previous[MODEL_VERSION_MAX] = "";
+    struct model_slot *slot = NULL; /* the model this reload published: the strings below
+                                     * point into it, whatever a poll loads meanwhile */
     uint64_t start_ns = dr_now_ns();
     struct dr_error err = {0};
-    enum dr_status st = dr_server_reload(srv, &err);
+    enum dr_status st = reload_model(srv, &err, previous, &slot);
     if (st != DR_OK) {
         char msg[sizeof err.msg + 64];
         snprintf(msg, sizeof msg, "reload refused, the served model stays: %s", err.msg);
@@ -537,7 +540,6 @@ static void handle_admin_reload(struct call *c)
         return;
     }
     Driftrec__V1__ReloadResponse resp = DRIFTREC__V1__RELOAD_RESPONSE__INIT;
-    struct model_slot *slot = slot_acquire(srv); /* the strings below point into it */
     resp.has_model = resp.has_model_version = resp.has_model_dir = resp.has_load_ms = 1;
     resp.model = bytes_of(dr_bundle_name(slot->bundle));
     resp.model_version = bytes_of(dr_bundle_version(slot->bundle));
@@ -1519,14 +1521,18 @@ static enum dr_status load_and_publish(struct dr_server *srv, const char *dir, s
     return DR_OK;
 }
 
-enum dr_status dr_server_load_model(struct dr_server *srv, const char *dir, struct dr_error *err)
+/* Loads dir under load_lock: previous gets the version served before ("" if none) and, when
+ * loaded is not NULL, *loaded a reference to the model this call published (on success), both
+ * read under the lock so a concurrent poll or SIGHUP load cannot slip in between. */
+static enum dr_status load_model(struct dr_server *srv, const char *dir, struct dr_error *err,
+                                 char previous[MODEL_VERSION_MAX], struct model_slot **loaded)
 {
     pthread_mutex_lock(&srv->load_lock);
     uint64_t start_ns = dr_now_ns();
-    char previous[160] = "";
+    previous[0] = '\0';
     struct model_slot *cur = slot_acquire(srv);
     if (cur)
-        snprintf(previous, sizeof previous, "%s", dr_bundle_version(cur->bundle));
+        snprintf(previous, MODEL_VERSION_MAX, "%s", dr_bundle_version(cur->bundle));
     slot_release(cur);
     struct dr_error local = {0};
     enum dr_status st = load_and_publish(srv, dir, err ? err : &local);
@@ -1545,7 +1551,10 @@ enum dr_status dr_server_load_model(struct dr_server *srv, const char *dir, stru
         dr_log_int(&line, "dim", (long long)dr_bundle_item_dim(now->bundle));
         dr_log_double(&line, "ms", (double)(dr_now_ns() - start_ns) / 1e6);
         dr_log_end(&line);
-        slot_release(now);
+        if (loaded)
+            *loaded = now; /* the caller's reference */
+        else
+            slot_release(now);
     } else {
         dr_log_begin(&line, DR_LOG_ERROR,
                      previous[0] ? "model load failed: the served model stays"
@@ -1560,8 +1569,16 @@ enum dr_status dr_server_load_model(struct dr_server *srv, const char *dir, stru
     return st;
 }
 
-enum dr_status dr_server_reload(struct dr_server *srv, struct dr_error *err)
+enum dr_status dr_server_load_model(struct dr_server *srv, const char *dir, struct dr_error *err)
 {
+    char previous[MODEL_VERSION_MAX];
+    return load_model(srv, dir, err, previous, NULL);
+}
+
+static enum dr_status reload_model(struct dr_server *srv, struct dr_error *err,
+                                   char previous[MODEL_VERSION_MAX], struct model_slot **loaded)
+{
+    previous[0] = '\0';
     const struct dr_model_source *src = srv->opts.model_source;
     if (!src || !dr_model_source_is_set(src))
         return dr_error_set(err, DR_ERR_INVALID_ARG,
@@ -1576,7 +1593,13 @@ enum dr_status dr_server_reload(struct dr_server *srv, struct dr_error *err)
         dr_metrics_count_model_load(srv->metrics, false);
         return st;
     }
-    return dr_server_load_model(srv, dir, err);
+    return load_model(srv, dir, err, previous, loaded);
+}
+
+enum dr_status dr_server_reload(struct dr_server *srv, struct dr_error *err)
+{
+    char previous[MODEL_VERSION_MAX];
+    return reload_model(srv, err, previous, NULL);
 }
 
 bool dr_server_model_dir(struct dr_server *srv, char *dir, size_t size)
