@@ -101,20 +101,6 @@ void dr_packed_s8_deinit(struct dr_packed_s8 *packed); /* zeroed or deinited: no
  * row at a time.  DR_ERR_NOMEM leaves packed as it was; calling it twice is a no-op. */
 enum dr_status dr_packed_s8_add_row_layout(struct dr_packed_s8 *packed, struct dr_error *err);
 
-/* Reorders whole panels (16 output columns each): new panel i is old panel order[i], a
- * permutation of [0, n_padded / 16).  Before dr_packed_s8_add_row_layout (which it refuses
- * after: DR_ERR_INVALID_ARG); n must be a multiple of 16.  DR_ERR_NOMEM leaves packed as it
- * was.  The interest model groups its LSTM gates by unit this way (models/interest.c). */
-enum dr_status dr_packed_s8_permute_panels(struct dr_packed_s8 *packed, const size_t *order,
-                                           struct dr_error *err);
-
-/* A borrowed view of panels [first, first + count) of packed: a matrix of 16 * count
- * columns (the last panel's padding included when it reaches the end) sharing packed's
- * bytes; never deinit it.  It keeps the one-row layout when first and count are multiples
- * of DR_PACK_S8_ROW_PANELS (count may instead reach the end), else drops it. */
-struct dr_packed_s8 dr_packed_s8_panel_view(const struct dr_packed_s8 *packed, size_t first,
-                                            size_t count);
-
 /* w[j][k] read back from the packed layout (the reference kernels read through this). */
 static inline int8_t dr_packed_s8_at(const struct dr_packed_s8 *packed, size_t j, size_t k)
 {

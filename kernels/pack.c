@@ -7,7 +7,6 @@
 #include "kernels.h"
 
 #include <math.h>
-#include <stdlib.h>
 #include <string.h>
 
 enum dr_status dr_packed_s8_init(struct dr_packed_s8 *packed, size_t n, size_t k, const int8_t *w,
@@ -72,62 +71,6 @@ enum dr_status dr_packed_s8_add_row_layout(struct dr_packed_s8 *packed, struct d
     }
     packed->row_data = row;
     return DR_OK;
-}
-
-enum dr_status dr_packed_s8_permute_panels(struct dr_packed_s8 *packed, const size_t *order,
-                                           struct dr_error *err)
-{
-    size_t n_panels = packed->n_padded / DR_PACK_S8_NR,
-           panel_bytes = packed->k_padded * DR_PACK_S8_NR;
-    if (packed->row_data || packed->n % DR_PACK_S8_NR != 0)
-        return dr_error_set(err, DR_ERR_INVALID_ARG,
-                            "pack: panels can be reordered only before the one-row layout "
-                            "and when n (%zu) is a multiple of %d",
-                            packed->n, DR_PACK_S8_NR);
-    uint8_t *data = dr_aligned_alloc(packed->n_padded * packed->k_padded);
-    if (!data)
-        return dr_error_set(err, DR_ERR_NOMEM, "pack: out of memory reordering %zux%zu weights",
-                            packed->n, packed->k);
-    bool *seen = calloc(n_panels, sizeof *seen);
-    if (!seen) {
-        dr_aligned_free(data);
-        return dr_error_set(err, DR_ERR_NOMEM, "pack: out of memory");
-    }
-    for (size_t i = 0; i < n_panels; i++) {
-        if (order[i] >= n_panels || seen[order[i]]) {
-            free(seen);
-            dr_aligned_free(data);
-            return dr_error_set(err, DR_ERR_INVALID_ARG,
-                                "pack: panel order is not a permutation of [0, %zu)", n_panels);
-        }
-        seen[order[i]] = true;
-        memcpy(data + i * panel_bytes, packed->data + order[i] * panel_bytes, panel_bytes);
-    }
-    free(seen);
-    dr_aligned_free(packed->data);
-    packed->data = data;
-    return DR_OK;
-}
-
-struct dr_packed_s8 dr_packed_s8_panel_view(const struct dr_packed_s8 *packed, size_t first,
-                                            size_t count)
-{
-    size_t n_panels = packed->n_padded / DR_PACK_S8_NR,
-           panel_bytes = packed->k_padded * DR_PACK_S8_NR;
-    DR_ASSERT(first + count <= n_panels && count > 0);
-    size_t end_col = (first + count) * DR_PACK_S8_NR;
-    struct dr_packed_s8 v = {
-        .n = (end_col < packed->n ? end_col : packed->n) - first * DR_PACK_S8_NR,
-        .k = packed->k,
-        .n_padded = count * DR_PACK_S8_NR,
-        .k_padded = packed->k_padded,
-        .data = packed->data + first * panel_bytes,
-    };
-    bool groups = first % DR_PACK_S8_ROW_PANELS == 0 &&
-                  (count % DR_PACK_S8_ROW_PANELS == 0 || first + count == n_panels);
-    if (packed->row_data && groups)
-        v.row_data = packed->row_data + first * panel_bytes;
-    return v;
 }
 
 void dr_packed_s8_deinit(struct dr_packed_s8 *packed)

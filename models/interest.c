@@ -35,7 +35,6 @@ struct dr_interest {
     size_t dim, hidden, n_layers, n_types, n_buckets, max_events;
     double half_life_s;
     bool is_int8;
-    bool unit_blocked; /* int8 LSTM gate rows grouped by unit: see group_gates_by_unit */
     const float *type_emb, *gap_emb, *num_w, *num_b, *num_mean, *num_std;
     struct lstm_layer layers[2];
     struct dr__linear short_proj, gate;
@@ -85,45 +84,6 @@ static enum dr_status load_config(struct dr_interest *m, struct dr_error *err)
     return DR_OK;
 }
 
-/* The int8 LSTM's gate rows, [i | f | g | o] of H each in torch's order, regrouped so that
- * unit block u (units 16u .. 16u + 15) has its four gates side by side: row 64u + 16 gate +
- * lane.  A 16-row block is one packed panel, so this is a panel reordering, and every 8
- * panels (one one-row layout group) hold two whole unit blocks: the recurrence can update
- * those units' cells right after their group's product, while the next group streams in
- * (lstm_advance).  bias (4H, owned) follows; the scales are copied (they may be the file's). */
-static enum dr_status group_gates_by_unit(struct dr_interest *m, struct dr__linear *lin,
-                                          float *bias, struct dr_error *err)
-{
-    size_t h = m->hidden, blocks = h / DR_PACK_S8_NR, n = 4 * h;
-    size_t *order = malloc(4 * blocks * sizeof *order);
-    float *scale = dr__owned_alloc(&m->owned, n * sizeof *scale);
-    float *tmp = bias ? malloc(n * sizeof *tmp) : NULL;
-    enum dr_status st = DR_OK;
-    if (!order || !scale || (bias && !tmp)) {
-        st = dr_error_set(err, DR_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    for (size_t u = 0; u < blocks; u++)
-        for (size_t g = 0; g < 4; g++)
-            order[4 * u + g] = g * blocks + u; /* new panel 4u + g: gate g of unit block u */
-    if ((st = dr_packed_s8_permute_panels(&lin->packed, order, err)) != DR_OK)
-        goto done;
-    for (size_t p = 0; p < 4 * blocks; p++) {
-        memcpy(scale + p * DR_PACK_S8_NR, lin->scale + order[p] * DR_PACK_S8_NR,
-               DR_PACK_S8_NR * sizeof *scale);
-        if (bias)
-            memcpy(tmp + p * DR_PACK_S8_NR, bias + order[p] * DR_PACK_S8_NR,
-                   DR_PACK_S8_NR * sizeof *tmp);
-    }
-    lin->scale = scale;
-    if (bias)
-        memcpy(bias, tmp, n * sizeof *bias);
-done:
-    free(order);
-    free(tmp);
-    return st;
-}
-
 static enum dr_status load_lstm_layer(struct dr_interest *m, size_t l, struct dr_error *err)
 {
     char wih[64], whh[64], bih[64], bhh[64];
@@ -142,19 +102,16 @@ static enum dr_status load_lstm_layer(struct dr_interest *m, size_t l, struct dr
         (st = get_f32(m, bih, 1, (size_t[]){4 * h}, &b1, err)) ||
         (st = get_f32(m, bhh, 1, (size_t[]){4 * h}, &b2, err)))
         return st;
-    L->bias = dr__owned_alloc(&m->owned, 4 * h * sizeof(float));
-    if (!L->bias)
-        return dr_error_set(err, DR_ERR_NOMEM, "out of memory");
-    for (size_t j = 0; j < 4 * h; j++)
-        L->bias[j] = b1[j] + b2[j];
-    if (m->unit_blocked && ((st = group_gates_by_unit(m, &L->w_ih, NULL, err)) ||
-                            (st = group_gates_by_unit(m, &L->w_hh, L->bias, err))))
-        return st;
     /* h W_hh^T runs one row per step at batch 1, and so does x W_ih^T in dr_interest_step:
      * give both the layout one-row products stream fastest (kernels.h). */
     if (m->is_int8 && ((st = dr_packed_s8_add_row_layout(&L->w_hh.packed, err)) ||
                        (st = dr_packed_s8_add_row_layout(&L->w_ih.packed, err))))
         return st;
+    L->bias = dr__owned_alloc(&m->owned, 4 * h * sizeof(float));
+    if (!L->bias)
+        return dr_error_set(err, DR_ERR_NOMEM, "out of memory");
+    for (size_t j = 0; j < 4 * h; j++)
+        L->bias[j] = b1[j] + b2[j];
     return DR_OK;
 }
 
@@ -179,7 +136,6 @@ enum dr_status dr_interest_load(const char *path, const struct dr_model_opts *op
         prec == DR_PRECISION_INT8 || (prec == DR_PRECISION_AUTO && dr_model_file_is_int8(m->mf));
     if ((st = load_config(m, err)) != DR_OK)
         goto fail;
-    m->unit_blocked = m->is_int8 && m->hidden % (2 * DR_PACK_S8_NR) == 0;
     size_t d = m->dim, h = m->hidden, nf = DR_INTEREST_N_NUMERIC;
     if ((st = get_f32(m, "features.event_type.weight", 2, (size_t[]){m->n_types, d}, &m->type_emb,
                       err)) ||
@@ -445,30 +401,6 @@ static void event_input(const struct dr_interest *m, void *state,
     memcpy(state, &hd, sizeof hd);
 }
 
-/* One step's h W_hh^T and cell update with the gates grouped by unit (group_gates_by_unit):
- * each 8-panel group of W_hh completes two unit blocks, whose cells are updated at once, so
- * the cell's arithmetic overlaps the next group's weights streaming in from L2.  ws->hq holds
- * the quantised h of the step's start; hl and cl are updated block by block. */
-static void recur_by_unit_groups(const struct dr_interest *m, const struct lstm_layer *L, size_t n,
-                                 const struct interest_ws *ws, float *gates, float *cl, float *hl)
-{
-    const struct dr_kernels *k = m->kern;
-    size_t h = m->hidden, g4 = 4 * h, per_group = DR_PACK_S8_ROW_PANELS;
-    size_t units = per_group * DR_PACK_S8_NR / 4; /* units whose gates one group holds */
-    for (size_t p = 0; p < g4 / DR_PACK_S8_NR; p += per_group) {
-        struct dr_packed_s8 group = dr_packed_s8_panel_view(&L->w_hh.packed, p, per_group);
-        size_t col = p * DR_PACK_S8_NR, unit = col / 4;
-        struct dr_gemm_epilogue ep = {.a_scale = ws->hs,
-                                      .w_scale = L->w_hh.scale + col,
-                                      .act = DR_ACT_NONE,
-                                      .accumulate = true};
-        k->gemm_s8s8f32(n, ws->hq, h, &group, gates + col, g4, &ep);
-        for (size_t b = 0; b < units; b += DR_PACK_S8_NR) /* [i f g o] of 16 units each */
-            k->lstm_cell_f32(n, DR_PACK_S8_NR, gates + col + 4 * b, g4, cl + unit + b,
-                             hl + unit + b, h);
-    }
-}
-
 /* Advances the rows of h and c (row stride hidden, layer stride n_rows) by n_steps events.
  * Step i's events are rows [0, n_active[i]) of h/c (non-increasing counts) and, in e, the
  * rows from the sum of the earlier counts on.  Layer by layer: one product for the inputs of
@@ -496,10 +428,7 @@ static void lstm_advance(const struct dr_interest *m, size_t n_steps, const size
         float *gates = ws->gates, *hseq = ws->hseq;
         for (size_t i = 0; i < n_steps; i++) {
             size_t n = n_active[i];
-            if (m->unit_blocked) {
-                k->quantize_rows_s8(n, h, hl, h, ws->hq, h, ws->hs);
-                recur_by_unit_groups(m, L, n, ws, gates, cl, hl);
-            } else if (m->is_int8) {
+            if (m->is_int8) {
                 /* h is in [-1, 1]: its per-row scale loses little. */
                 k->quantize_rows_s8(n, h, hl, h, ws->hq, h, ws->hs);
                 struct dr_gemm_epilogue ep = {.a_scale = ws->hs,
@@ -513,8 +442,7 @@ static void lstm_advance(const struct dr_interest *m, size_t n_steps, const size
                 for (size_t j = 0; j < n * g4; j++)
                     gates[j] += ws->tmp[j];
             }
-            if (!m->unit_blocked)
-                k->lstm_cell_f32(n, h, gates, g4, cl, hl, h);
+            k->lstm_cell_f32(n, h, gates, g4, cl, hl, h);
             if (l + 1 < m->n_layers)
                 memcpy(hseq, hl, n * h * sizeof(float));
             gates += n * g4;

@@ -194,62 +194,6 @@ static void check_gemm_s8(size_t m, size_t n, size_t k, enum fill f)
         check_gemm_s8_layout(m, n, k, f, true);
 }
 
-/* Panels reordered (dr_packed_s8_permute_panels), then products over 8-panel views with and
- * without the one-row layout: column j of view v is column 16 order[8v + j / 16] + j % 16 of
- * the plain product, exactly. */
-static void check_panel_views(void)
-{
-    enum { N = 16 * 24, K = 77 };
-    static const size_t ms[] = {1, 3};
-    int8_t *w = xalloc(N * K), a[3 * K];
-    int32_t *want = xalloc(3 * N * sizeof(int32_t)), got[3 * 8 * 16];
-    for (size_t i = 0; i < (size_t)N * K; i++)
-        w[i] = (int8_t)dr_test_rand_int(DR_S8_WEIGHT_MIN, DR_S8_WEIGHT_MAX);
-    for (size_t i = 0; i < 3 * K; i++)
-        a[i] = (int8_t)dr_test_rand_int(-127, 127);
-    struct dr_packed_s8 plain, perm;
-    struct dr_error err;
-    DR_ASSERT(dr_packed_s8_init(&plain, N, K, w, K, NULL) == DR_OK);
-    DR_ASSERT(dr_packed_s8_init(&perm, N, K, w, K, NULL) == DR_OK);
-    ref->gemm_s8s8s32(3, a, K, &plain, want, N);
-    size_t order[24];
-    for (size_t p = 0; p < 24; p++)
-        order[p] = (p * 7 + 3) % 24; /* 7 is prime to 24: a permutation */
-    DR_CHECK(dr_packed_s8_permute_panels(&perm, order, &err) == DR_OK, "permute: %s", err.msg);
-    for (int layout = 0; layout < 2; layout++) {
-        if (layout == 1)
-            DR_ASSERT(dr_packed_s8_add_row_layout(&perm, NULL) == DR_OK);
-        for (size_t v = 0; v < 3; v++) {
-            struct dr_packed_s8 view = dr_packed_s8_panel_view(&perm, 8 * v, 8);
-            DR_CHECK((view.row_data != NULL) == (layout == 1), "view %zu keeps the layout", v);
-            for (size_t mi = 0; mi < 2; mi++) {
-                size_t m = ms[mi];
-                kern->gemm_s8s8s32(m, a, K, &view, got, 8 * 16);
-                size_t bad = 0;
-                for (size_t i = 0; i < m; i++)
-                    for (size_t j = 0; j < 8 * 16; j++) {
-                        size_t col = 16 * order[8 * v + j / 16] + j % 16;
-                        if (got[i * 128 + j] != want[i * N + col] && bad++ < 3)
-                            DR_TEST_FAIL("panel view %zu%s m=%zu [%zu][%zu]: %d, want %d", v,
-                                         layout ? " row-layout" : "", m, i, j, got[i * 128 + j],
-                                         want[i * N + col]);
-                    }
-            }
-        }
-    }
-    /* Refused: after the one-row layout, and an order that is not a permutation. */
-    DR_CHECK(dr_packed_s8_permute_panels(&perm, order, &err) == DR_ERR_INVALID_ARG,
-             "permute after the one-row layout accepted");
-    order[1] = order[0];
-    DR_CHECK(dr_packed_s8_permute_panels(&plain, order, &err) == DR_ERR_INVALID_ARG &&
-                 strstr(err.msg, "not a permutation"),
-             "a repeated panel accepted (msg: %s)", err.msg);
-    dr_packed_s8_deinit(&plain);
-    dr_packed_s8_deinit(&perm);
-    dr_aligned_free(w);
-    dr_aligned_free(want);
-}
-
 static void test_gemm_s8(void)
 {
     static const size_t ms[] = {1, 2, 3, 4, 5, 7, 13, 127};
@@ -289,7 +233,6 @@ static void test_gemm_s8(void)
     DR_CHECK(dr_packed_s8_init(&packed, 2, 4, bad_w, 4, &err) == DR_ERR_INVALID_ARG &&
                  strstr(err.msg, "[0][3] = -65"),
              "pack accepted a weight of -65 (msg: %s)", err.msg);
-    check_panel_views();
 }
 
 /* ---- fp32 GEMM -------------------------------------------------------------------------- */
