@@ -78,6 +78,7 @@ struct dr_packed_s8 {
     size_t n_padded, k_padded; /* multiples of DR_PACK_S8_NR and DR_PACK_S8_KR */
     uint8_t *data;             /* owned, aligned; n_padded * k_padded bytes */
     uint8_t *row_data;         /* owned or NULL: the one-row layout, same bytes reordered */
+    bool row_backward;         /* one-row products visit the groups last to first (same sums) */
 };
 
 /* The one-row layout (dr_packed_s8_add_row_layout): a product with m == 1 reads every weight

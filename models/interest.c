@@ -436,7 +436,11 @@ static void lstm_advance(const struct dr_interest *m, size_t n_steps, const size
                                               .bias = NULL,
                                               .act = DR_ACT_NONE,
                                               .accumulate = true};
-                k->gemm_s8s8f32(n, ws->hq, h, &L->w_hh.packed, gates, g4, &ep);
+                /* Every other step visits W_hh's groups backwards: it starts on the groups
+                 * the step before ended on, still in L1. */
+                struct dr_packed_s8 w_hh = L->w_hh.packed;
+                w_hh.row_backward = i & 1; /* 2% at batch 1 (docs/models.md) */
+                k->gemm_s8s8f32(n, ws->hq, h, &w_hh, gates, g4, &ep);
             } else {
                 k->gemm_f32_nt(n, g4, h, hl, h, L->w_hh.w, h, NULL, ws->tmp, g4);
                 for (size_t j = 0; j < n * g4; j++)

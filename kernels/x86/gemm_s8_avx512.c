@@ -197,12 +197,16 @@ row_tile(size_t np, const int8_t *a, const uint8_t *base, size_t panel_stride, s
     }
 }
 
-/* The one-row layout: each group of up to 8 panels is one contiguous stream. */
+/* The one-row layout: each group of up to 8 panels is one contiguous stream.  Backward
+ * (row_backward) visits the groups last to first, for a caller that alternates: a step then
+ * starts on the 32 KiB the previous one ended on, still in L1. */
 static void gemv_row_layout(const int8_t *a, const struct dr_packed_s8 *b, int32_t row_sum, void *c,
                             const struct dr_gemm_epilogue *ep)
 {
     size_t n_panels = b->n_padded / NR, panel_bytes = b->k_padded * NR;
-    for (size_t p = 0; p < n_panels; p += ROW_PANELS) {
+    size_t n_groups = (n_panels + ROW_PANELS - 1) / ROW_PANELS;
+    for (size_t i = 0; i < n_groups; i++) {
+        size_t p = (b->row_backward ? n_groups - 1 - i : i) * ROW_PANELS;
         size_t gp = n_panels - p < ROW_PANELS ? n_panels - p : ROW_PANELS;
         const uint8_t *base = b->row_data + p * panel_bytes;
         switch (gp) {

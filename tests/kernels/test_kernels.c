@@ -79,10 +79,12 @@ static int8_t fill_w(enum fill f, size_t idx)
     return (int8_t)dr_test_rand_int(DR_S8_WEIGHT_MIN, DR_S8_WEIGHT_MAX);
 }
 
-/* row_layout: the weights also carry the one-row layout (read by AVX-512 when m == 1). */
-static void check_gemm_s8_layout(size_t m, size_t n, size_t k, enum fill f, bool row_layout)
+/* row_layout: the weights also carry the one-row layout (read by AVX-512 when m == 1),
+ * visited last group first when backward. */
+static void check_gemm_s8_layout(size_t m, size_t n, size_t k, enum fill f, bool row_layout,
+                                 bool backward)
 {
-    const char *lay = row_layout ? " row-layout" : "";
+    const char *lay = !row_layout ? "" : backward ? " row-layout backward" : " row-layout";
     size_t lda = k + 3, ldc = n + 5, ldw = k + 1;
     int8_t *a = (int8_t *)xalloc(m * lda) + MISALIGN;
     int8_t *w = xalloc(n * ldw);
@@ -114,6 +116,7 @@ static void check_gemm_s8_layout(size_t m, size_t n, size_t k, enum fill f, bool
         dr_packed_s8_deinit(&packed);
         return;
     }
+    packed.row_backward = backward;
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < n; j++) {
             int32_t acc = 0;
@@ -189,9 +192,11 @@ static void check_gemm_s8_layout(size_t m, size_t n, size_t k, enum fill f, bool
 
 static void check_gemm_s8(size_t m, size_t n, size_t k, enum fill f)
 {
-    check_gemm_s8_layout(m, n, k, f, false);
-    if (m <= 2) /* the one-row layout: read at m == 1, ignored above */
-        check_gemm_s8_layout(m, n, k, f, true);
+    check_gemm_s8_layout(m, n, k, f, false, false);
+    if (m <= 2) { /* the one-row layout: read at m == 1, ignored above */
+        check_gemm_s8_layout(m, n, k, f, true, false);
+        check_gemm_s8_layout(m, n, k, f, true, true);
+    }
 }
 
 static void test_gemm_s8(void)
