@@ -122,6 +122,19 @@ class Model(unittest.TestCase):
                 self.assertLess(float(b), float(a) + 10)  # finite, masked
             self.assertNotAlmostEqual(float(a), 0.0)
 
+    def test_full_softmax_is_cross_entropy_over_the_known_items(self):
+        torch.manual_seed(0)
+        user, vecs = torch.randn(4, 8), torch.randn(20, 8)
+        pos = torch.tensor([1, 2, 3, 4])
+        log_q = torch.full((20,), -np.log(18.0))
+        log_q[[7, 9]] = float("-inf")  # never in training
+        got = T.sampled_loss(user, pos, vecs, torch.tensor([5]), log_q, T.TrainConfig(loss="ce"), 20)
+        logits = (user @ vecs.T).double().numpy()
+        keep = [j for j in range(20) if j not in (7, 9)]
+        want = np.mean([np.log(np.exp(logits[i, keep]).sum()) - logits[i, int(pos[i])]
+                        for i in range(4)])
+        self.assertAlmostEqual(float(got), want, places=4)
+
     def test_negatives_never_unknown_items(self):
         pop = np.array([5.0, 0.0, 3.0, 9.0, 1.0])
         known = np.array([1, 1, 0, 1, 0], np.float32)

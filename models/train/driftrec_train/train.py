@@ -41,7 +41,7 @@ from . import interest as interest_mod
 from .events import EVENT_TYPES, Event
 from .split import Sequences, Split, leave_one_out, sort_ids
 
-LOSSES = ("bce", "ssm", "gbce")
+LOSSES = ("bce", "ssm", "gbce", "ce")
 ABLATIONS = ("none", "no-time", "no-text", "no-smoothing")
 
 
@@ -342,6 +342,11 @@ def sampling_distribution(popularity: np.ndarray, uniform_share: float,
 def sampled_loss(user: torch.Tensor, pos: torch.Tensor, item_vecs: torch.Tensor, neg: torch.Tensor,
                  log_q: torch.Tensor, c: TrainConfig, n_items: int) -> torch.Tensor:
     """user [P, D], pos [P] item indices, neg [K] shared negatives, log_q [n_items]."""
+    if c.loss == "ce":
+        # Full softmax over every item training has seen (log_q is -inf for the others, which
+        # are never pushed down, as with sampled negatives); neg is unused.
+        logits = (user @ item_vecs.T).masked_fill(~torch.isfinite(log_q)[None, :], float("-inf"))
+        return F.cross_entropy(logits, pos)
     pos_logit = (user * item_vecs[pos]).sum(-1)                     # [P]
     neg_logit = user @ item_vecs[neg].T                             # [P, K]
     hit = neg[None, :] == pos[:, None]                              # accidental hits
