@@ -357,6 +357,16 @@ int main(int argc, char **argv)
                     "implementation: %d; oneDNN/native mismatches: %d\n",
                     dr_bench::median(ratios_small), ratios_small.size(),
                     dr_bench::median(ratios_large), ratios_large.size(), ref_rows, mismatches);
+    // A hand loop well below the ISA's peak means the core was shared (a sibling thread of
+    // another machine) or throttled: measured here, the native GEMM then loses more at large
+    // M than oneDNN does (docs/kernels.md), so such a run does not stand for the kernels.
+    for (dr_isa isa : isas) {
+        double peak = peak_ops_per_cycle(isa) * ghz;
+        if (loop_peak[isa] > 0 && peak > 0 && loop_peak[isa] < 0.9 * peak)
+            std::printf("WARNING: the %s hand loop reached %.0f%% of its peak in this run: the "
+                        "core was shared or throttled; compare runs on a quiet core\n",
+                        dr_isa_name(isa), 100.0 * loop_peak[isa] / peak);
+    }
 
     char *text = cJSON_Print(rows);
     cJSON_Delete(rows);
