@@ -200,6 +200,17 @@ static float parse_unit(const char *flag, const char *value)
     return (float)v;
 }
 
+/* Parses a two-word switch (yes|no, on|off): true for the first word; exits with a message
+ * on anything else. */
+static bool parse_switch(const char *flag, const char *value, const char *yes, const char *no)
+{
+    if (strcmp(value, yes) != 0 && strcmp(value, no) != 0) {
+        fprintf(stderr, "driftrec-server: %s %s: expected %s or %s\n", flag, value, yes, no);
+        exit(2);
+    }
+    return strcmp(value, yes) == 0;
+}
+
 /* What the flags, the environment and the config file set: the server's options and where
  * main loads the recommendation model from once the server listens. */
 struct options {
@@ -230,19 +241,11 @@ static bool apply_option(struct options *o, const char *name, const char *v, con
         opts->history_timeout_ms = (int)parse_count(label, v, 600000);
     else if (strcmp(name, "history-replicas") == 0)
         opts->history_wait_replicas = strcmp(v, "0") == 0 ? 0 : (int)parse_count(label, v, 100);
-    else if (strcmp(name, "allow-step-time") == 0) {
-        if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0) {
-            fprintf(stderr, "driftrec-server: %s %s: expected yes or no\n", label, v);
-            exit(2);
-        }
-        opts->allow_step_time = strcmp(v, "yes") == 0;
-    } else if (strcmp(name, "history-allow-volatile") == 0) {
-        if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0) {
-            fprintf(stderr, "driftrec-server: %s %s: expected yes or no\n", label, v);
-            exit(2);
-        }
-        opts->history_allow_volatile = strcmp(v, "yes") == 0;
-    } else if (strcmp(name, "workers") == 0)
+    else if (strcmp(name, "allow-step-time") == 0)
+        opts->allow_step_time = parse_switch(label, v, "yes", "no");
+    else if (strcmp(name, "history-allow-volatile") == 0)
+        opts->history_allow_volatile = parse_switch(label, v, "yes", "no");
+    else if (strcmp(name, "workers") == 0)
         opts->n_workers = (int)parse_count(label, v, 1024);
     else if (strcmp(name, "pollers") == 0)
         opts->n_pollers = (int)parse_count(label, v, 64);
@@ -253,23 +256,15 @@ static bool apply_option(struct options *o, const char *name, const char *v, con
     else if (strcmp(name, "max-queue-delay-us") == 0)
         opts->max_queue_delay_us =
             strcmp(v, "0") == 0 ? 0 : (uint64_t)parse_count(label, v, 10000000L);
-    else if (strcmp(name, "admit-by-deadline") == 0) {
-        if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
-            fprintf(stderr, "driftrec-server: %s %s: expected on or off\n", label, v);
-            exit(2);
-        }
-        opts->admit_by_deadline = strcmp(v, "on") == 0;
-    } else if (strcmp(name, "max-message-mb") == 0)
+    else if (strcmp(name, "admit-by-deadline") == 0)
+        opts->admit_by_deadline = parse_switch(label, v, "on", "off");
+    else if (strcmp(name, "max-message-mb") == 0)
         opts->max_message_bytes = (int)parse_count(label, v, 1024) << 20;
     else if (strcmp(name, "variant") == 0)
         opts->variant = v;
-    else if (strcmp(name, "require-user-header") == 0) {
-        if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0) {
-            fprintf(stderr, "driftrec-server: %s %s: expected on or off\n", label, v);
-            exit(2);
-        }
-        opts->is_user_header_required = strcmp(v, "on") == 0;
-    } else if (strcmp(name, "text-model") == 0)
+    else if (strcmp(name, "require-user-header") == 0)
+        opts->is_user_header_required = parse_switch(label, v, "on", "off");
+    else if (strcmp(name, "text-model") == 0)
         opts->text_model = v;
     else if (strcmp(name, "model") == 0)
         o->model.bundle_dir = v;
