@@ -1032,6 +1032,17 @@ class RecommendWithBundle(unittest.TestCase):
             finally:
                 self.assertEqual(srv.stop(), 0, srv.stderr())
 
+    def assert_model_refused(self, history_dir, args, text, env=None):
+        """A server started with args stops with status 2, its log naming the bundle refusal
+        and text."""
+        r = subprocess.run([SERVER_BIN, "--history", history_dir, "--listen",
+                            f"127.0.0.1:{free_port()}", "--metrics", "off", *args],
+                           capture_output=True, text=True, timeout=60,
+                           env={**os.environ, **(env or {})})
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("cannot load the model bundle", r.stderr)
+        self.assertIn(text, r.stderr)
+
     def test_bad_bundles_stop_the_start(self):
         with tempfile.TemporaryDirectory() as d:
             broken = os.path.join(d, "broken")
@@ -1050,13 +1061,7 @@ class RecommendWithBundle(unittest.TestCase):
                      ([], {"DR_MODEL": broken}, "items/vectors.f32")]
             for args, env, text in cases:
                 with self.subTest(args=args, env=env):
-                    r = subprocess.run([SERVER_BIN, "--history", d + "/history", "--listen",
-                                        f"127.0.0.1:{free_port()}", "--metrics", "off", *args],
-                                       capture_output=True, text=True, timeout=60,
-                                       env={**os.environ, **env})
-                    self.assertEqual(r.returncode, 2, r.stderr)
-                    self.assertIn("cannot load the model bundle", r.stderr)
-                    self.assertIn(text, r.stderr)
+                    self.assert_model_refused(d + "/history", args, text, env)
             # The flag beats the environment (flags > environment > file > defaults).
             os.environ["DR_MODEL"] = broken
             try:
@@ -1088,12 +1093,7 @@ class RecommendWithBundle(unittest.TestCase):
                      (["--model", hours, "--allow-step-time", "yes"], "time_unit must be")]
             for args, text in cases:
                 with self.subTest(args=args):
-                    r = subprocess.run([SERVER_BIN, "--history", d + "/history", "--listen",
-                                        f"127.0.0.1:{free_port()}", "--metrics", "off", *args],
-                                       capture_output=True, text=True, timeout=60)
-                    self.assertEqual(r.returncode, 2, r.stderr)
-                    self.assertIn("cannot load the model bundle", r.stderr)
-                    self.assertIn(text, r.stderr)
+                    self.assert_model_refused(d + "/history", args, text)
             r = subprocess.run([SERVER_BIN, "--allow-step-time", "maybe"], capture_output=True,
                                text=True, timeout=60)
             self.assertEqual(r.returncode, 2, r.stderr)
