@@ -1,7 +1,9 @@
-/* math_neon.h: the vector exp, sigmoid, tanh, erf and GELU of math_avx2.h on NEON.
+/* math_neon.h: the vector exp, sigmoid, tanh and GELU of math_avx2.h on NEON.
  * Same approximations and error bounds (see math_avx2.h).  AArch64 only. */
 #ifndef DR_MATH_NEON_H
 #define DR_MATH_NEON_H
+
+#include "../gelu_rational.h"
 
 #include <arm_neon.h>
 #include <stddef.h>
@@ -43,24 +45,23 @@ static inline float32x4_t dr__tanh_neon(float32x4_t x)
     return dr__copysign_neon(vdivq_f32(vsubq_f32(one, e), vaddq_f32(one, e)), x);
 }
 
-static inline float32x4_t dr__erf_neon(float32x4_t x)
-{
-    float32x4_t ax = vabsq_f32(x), one = vdupq_n_f32(1.0f);
-    float32x4_t t = vdivq_f32(one, vfmaq_f32(one, ax, vdupq_n_f32(0.3275911f)));
-    float32x4_t p = vdupq_n_f32(1.061405429f);
-    p = vfmaq_f32(vdupq_n_f32(-1.453152027f), p, t);
-    p = vfmaq_f32(vdupq_n_f32(1.421413741f), p, t);
-    p = vfmaq_f32(vdupq_n_f32(-0.284496736f), p, t);
-    p = vfmaq_f32(vdupq_n_f32(0.254829592f), p, t);
-    p = vmulq_f32(p, t);
-    float32x4_t e = dr__exp_neon(vnegq_f32(vmulq_f32(ax, ax)));
-    return dr__copysign_neon(vfmsq_f32(one, p, e), x);
-}
-
+/* GELU: the rational form of gelu_rational.h. */
 static inline float32x4_t dr__gelu_neon(float32x4_t x)
 {
-    float32x4_t half_x = vmulq_n_f32(x, 0.5f);
-    return vfmaq_f32(half_x, half_x, dr__erf_neon(vmulq_n_f32(x, 0.70710678118654752f)));
+    float32x4_t xc = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-DR_GELU_XMAX)), vdupq_n_f32(DR_GELU_XMAX));
+    float32x4_t t = vmulq_f32(xc, xc);
+    float32x4_t p = vfmaq_f32(vdupq_n_f32(DR_GELU_P4), vdupq_n_f32(DR_GELU_P5), t);
+    p = vfmaq_f32(vdupq_n_f32(DR_GELU_P3), p, t);
+    p = vfmaq_f32(vdupq_n_f32(DR_GELU_P2), p, t);
+    p = vfmaq_f32(vdupq_n_f32(DR_GELU_P1), p, t);
+    p = vfmaq_f32(vdupq_n_f32(DR_GELU_P0), p, t);
+    float32x4_t q = vfmaq_f32(vdupq_n_f32(DR_GELU_Q4), vdupq_n_f32(DR_GELU_Q5), t);
+    q = vfmaq_f32(vdupq_n_f32(DR_GELU_Q3), q, t);
+    q = vfmaq_f32(vdupq_n_f32(DR_GELU_Q2), q, t);
+    q = vfmaq_f32(vdupq_n_f32(DR_GELU_Q1), q, t);
+    q = vfmaq_f32(vdupq_n_f32(1.0f), q, t);
+    float32x4_t half_erf = vdivq_f32(vmulq_f32(xc, p), q);
+    return vfmaq_f32(vmulq_n_f32(x, 0.5f), x, half_erf);
 }
 
 #endif /* DR_MATH_NEON_H */

@@ -1,14 +1,16 @@
-/* math_avx2.h: vector exp, sigmoid, tanh, erf and GELU for the AVX2 float kernels.
+/* math_avx2.h: vector exp, sigmoid, tanh and GELU for the AVX2 float kernels.
  *
  * Approximations with stated error (checked against libm in tests/kernels):
  *   exp:  Cephes-style range reduction + degree-6 polynomial, about 2 ulp over the clamped
  *         range [-87.3, 88.3]; inputs outside are clamped (exp(-87.3) ~ 1e-38).
- *   erf:  Abramowitz & Stegun 7.1.26, absolute error <= 1.5e-7.
+ *   GELU: a rational function of x^2 (gelu_rational.h), error <= 2.3e-7 * max(1, |x|).
  *   tanh: (1 - e) / (1 + e) with e = exp(-2|x|): absolute error ~1e-7.
  * Internal header: include only from files compiled with the AVX2 flags.
  */
 #ifndef DR_MATH_AVX2_H
 #define DR_MATH_AVX2_H
+
+#include "../gelu_rational.h"
 
 #include <immintrin.h>
 #include <stddef.h>
@@ -51,28 +53,24 @@ static inline __m256 dr__tanh_avx2(__m256 x)
     return _mm256_or_ps(t, sign);
 }
 
-static inline __m256 dr__erf_avx2(__m256 x)
-{
-    __m256 sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0f));
-    __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
-    __m256 one = _mm256_set1_ps(1.0f);
-    __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(ax, _mm256_set1_ps(0.3275911f), one));
-    __m256 p = _mm256_set1_ps(1.061405429f);
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-1.453152027f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(-0.284496736f));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
-    p = _mm256_mul_ps(p, t);
-    __m256 e = dr__exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(ax, ax)));
-    __m256 y = _mm256_fnmadd_ps(p, e, one);
-    return _mm256_or_ps(y, sign);
-}
-
+/* GELU: the rational form of gelu_rational.h. */
 static inline __m256 dr__gelu_avx2(__m256 x)
 {
-    __m256 half_x = _mm256_mul_ps(x, _mm256_set1_ps(0.5f));
-    __m256 erf = dr__erf_avx2(_mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f)));
-    return _mm256_fmadd_ps(half_x, erf, half_x);
+    __m256 xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-DR_GELU_XMAX)),
+                              _mm256_set1_ps(DR_GELU_XMAX));
+    __m256 t = _mm256_mul_ps(xc, xc);
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(DR_GELU_P5), t, _mm256_set1_ps(DR_GELU_P4));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(DR_GELU_P3));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(DR_GELU_P2));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(DR_GELU_P1));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(DR_GELU_P0));
+    __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(DR_GELU_Q5), t, _mm256_set1_ps(DR_GELU_Q4));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(DR_GELU_Q3));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(DR_GELU_Q2));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(DR_GELU_Q1));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(1.0f));
+    __m256 half_erf = _mm256_div_ps(_mm256_mul_ps(xc, p), q);
+    return _mm256_fmadd_ps(x, half_erf, _mm256_mul_ps(x, _mm256_set1_ps(0.5f)));
 }
 
 static inline float dr__hsum_avx2(__m256 v)

@@ -1,9 +1,11 @@
-/* math_avx512.h: the vector exp, sigmoid, tanh, erf and GELU of math_avx2.h on zmm.
+/* math_avx512.h: the vector exp, sigmoid, tanh and GELU of math_avx2.h on zmm.
  * Same approximations and error bounds (see math_avx2.h); tails use __mmask16.
  * Internal header: include only from files compiled with the AVX-512 flags.
  */
 #ifndef DR_MATH_AVX512_H
 #define DR_MATH_AVX512_H
+
+#include "../gelu_rational.h"
 
 #include <immintrin.h>
 #include <stddef.h>
@@ -50,26 +52,24 @@ static inline __m512 dr__tanh_avx512(__m512 x)
     return dr__copysign_avx512(t, x);
 }
 
-static inline __m512 dr__erf_avx512(__m512 x)
-{
-    __m512 ax = _mm512_abs_ps(x);
-    __m512 one = _mm512_set1_ps(1.0f);
-    __m512 t = _mm512_div_ps(one, _mm512_fmadd_ps(ax, _mm512_set1_ps(0.3275911f), one));
-    __m512 p = _mm512_set1_ps(1.061405429f);
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-1.453152027f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(1.421413741f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(-0.284496736f));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(0.254829592f));
-    p = _mm512_mul_ps(p, t);
-    __m512 e = dr__exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(ax, ax)));
-    return dr__copysign_avx512(_mm512_fnmadd_ps(p, e, one), x);
-}
-
+/* GELU: the rational form of gelu_rational.h. */
 static inline __m512 dr__gelu_avx512(__m512 x)
 {
-    __m512 half_x = _mm512_mul_ps(x, _mm512_set1_ps(0.5f));
-    __m512 erf = dr__erf_avx512(_mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752f)));
-    return _mm512_fmadd_ps(half_x, erf, half_x);
+    __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-DR_GELU_XMAX)),
+                              _mm512_set1_ps(DR_GELU_XMAX));
+    __m512 t = _mm512_mul_ps(xc, xc);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(DR_GELU_P5), t, _mm512_set1_ps(DR_GELU_P4));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(DR_GELU_P3));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(DR_GELU_P2));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(DR_GELU_P1));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(DR_GELU_P0));
+    __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(DR_GELU_Q5), t, _mm512_set1_ps(DR_GELU_Q4));
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(DR_GELU_Q3));
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(DR_GELU_Q2));
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(DR_GELU_Q1));
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1.0f));
+    __m512 half_erf = _mm512_div_ps(_mm512_mul_ps(xc, p), q);
+    return _mm512_fmadd_ps(x, half_erf, _mm512_mul_ps(x, _mm512_set1_ps(0.5f)));
 }
 
 /* Lanes [0, n) of 16. */
