@@ -6,29 +6,58 @@
 #include "x86.h"
 
 #include <math.h>
+#include <stdbool.h>
+
+/* max |x| over a row: four independent chains (one would wait on the max latency). */
+static float row_max_abs(const float *row, size_t k)
+{
+    __m512 m0 = _mm512_setzero_ps(), m1 = m0, m2 = m0, m3 = m0;
+    size_t kk = 0;
+    /* NaN lanes keep the running max (vmaxps returns its second operand), as `v > max` does. */
+    for (; kk + 64 <= k; kk += 64) {
+        m0 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(row + kk)), m0);
+        m1 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(row + kk + 16)), m1);
+        m2 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(row + kk + 32)), m2);
+        m3 = _mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(row + kk + 48)), m3);
+    }
+    for (; kk < k; kk += 16)
+        m0 = _mm512_max_ps(_mm512_abs_ps(_mm512_maskz_loadu_ps(dr__tail_mask16(k - kk), row + kk)),
+                           m0);
+    return _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
+}
+
+/* 16 codes of x * inv: round to nearest even (as nearbyintf), NaN -> INT32_MIN, clamped later. */
+static inline __m512i codes16(const float *x, __mmask16 mask, __m512 inv)
+{
+    return _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x), inv),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
 
 void dr_quantize_rows_s8__avx512(size_t m, size_t k, const float *x, size_t ldx, int8_t *q,
                                  size_t ldq, float *scales)
 {
-    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    /* packs interleave 128-bit lanes: dword lane l of the packed result holds group l % 4 of
+     * source (l / 4); this permutation puts the 64 codes back in order. */
+    const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+    const __m512i lo = _mm512_set1_epi8(-127);
     for (size_t i = 0; i < m; i++) {
         const float *row = x + i * ldx;
-        __m512 vmax = _mm512_setzero_ps();
-        for (size_t kk = 0; kk < k; kk += 16) {
-            __m512 v = _mm512_abs_ps(_mm512_maskz_loadu_ps(dr__tail_mask16(k - kk), row + kk));
-            vmax = _mm512_max_ps(v, vmax); /* NaN lanes keep vmax, as `v > max` does */
-        }
-        float max_abs = _mm512_reduce_max_ps(vmax);
+        float max_abs = row_max_abs(row, k);
         float inv = max_abs > 0.0f ? 127.0f / max_abs : 0.0f;
         scales[i] = max_abs / 127.0f;
         __m512 vinv = _mm512_set1_ps(inv);
-        for (size_t kk = 0; kk < k; kk += 16) {
-            __mmask16 mask = dr__tail_mask16(k - kk);
-            __m512 v =
-                _mm512_roundscale_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, row + kk), vinv),
-                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-            v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-            _mm512_mask_cvtepi32_storeu_epi8(q + i * ldq + kk, mask, _mm512_cvttps_epi32(v));
+        /* |x * inv| <= 127 by construction, so the saturating packs lose nothing; NaN's code
+         * saturates to -128 and is lifted to -127, as the reference's fmaxf does. */
+        for (size_t kk = 0; kk < k; kk += 64) {
+            size_t left = k - kk;
+            __m512i c0 = codes16(row + kk, dr__tail_mask16(left), vinv);
+            __m512i c1 = codes16(row + kk + 16, dr__tail_mask16(left > 16 ? left - 16 : 0), vinv);
+            __m512i c2 = codes16(row + kk + 32, dr__tail_mask16(left > 32 ? left - 32 : 0), vinv);
+            __m512i c3 = codes16(row + kk + 48, dr__tail_mask16(left > 48 ? left - 48 : 0), vinv);
+            __m512i b = _mm512_packs_epi16(_mm512_packs_epi32(c0, c1), _mm512_packs_epi32(c2, c3));
+            b = _mm512_max_epi8(_mm512_permutexvar_epi32(order, b), lo);
+            __mmask64 keep = left >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << left) - 1;
+            _mm512_mask_storeu_epi8(q + i * ldq + kk, keep, b);
         }
     }
 }
@@ -47,22 +76,36 @@ void dr_dequantize_rows_s8__avx512(size_t m, size_t k, const int8_t *q, size_t l
     }
 }
 
+/* Sum of row[j] - shift (squared when `square`) over a row: four independent chains, so a
+ * 256-wide row is not 16 dependent additions long. */
+static inline float row_sum_centred(const float *row, size_t n, __m512 shift, bool square)
+{
+    __m512 s[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                   _mm512_setzero_ps()};
+    size_t j = 0;
+    for (; j + 64 <= n; j += 64) {
+        for (size_t u = 0; u < 4; u++) {
+            __m512 d = _mm512_sub_ps(_mm512_loadu_ps(row + j + 16 * u), shift);
+            s[u] = square ? _mm512_fmadd_ps(d, d, s[u]) : _mm512_add_ps(s[u], d);
+        }
+    }
+    for (; j < n; j += 16) {
+        __mmask16 mask = dr__tail_mask16(n - j);
+        __m512 d = _mm512_maskz_sub_ps(mask, _mm512_maskz_loadu_ps(mask, row + j), shift);
+        s[0] = square ? _mm512_fmadd_ps(d, d, s[0]) : _mm512_add_ps(s[0], d);
+    }
+    return _mm512_reduce_add_ps(
+        _mm512_add_ps(_mm512_add_ps(s[0], s[1]), _mm512_add_ps(s[2], s[3])));
+}
+
 void dr_layernorm_f32__avx512(size_t m, size_t n, const float *x, size_t ldx, const float *gamma,
                               const float *beta, float eps, float *y, size_t ldy)
 {
     for (size_t i = 0; i < m; i++) {
         const float *row = x + i * ldx;
-        __m512 s = _mm512_setzero_ps();
-        for (size_t j = 0; j < n; j += 16)
-            s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(dr__tail_mask16(n - j), row + j));
-        __m512 vmean = _mm512_set1_ps(_mm512_reduce_add_ps(s) / (float)n);
-        __m512 v = _mm512_setzero_ps();
-        for (size_t j = 0; j < n; j += 16) {
-            __mmask16 mask = dr__tail_mask16(n - j);
-            __m512 d = _mm512_maskz_sub_ps(mask, _mm512_maskz_loadu_ps(mask, row + j), vmean);
-            v = _mm512_fmadd_ps(d, d, v);
-        }
-        float var = _mm512_reduce_add_ps(v) / (float)n;
+        __m512 vmean =
+            _mm512_set1_ps(row_sum_centred(row, n, _mm512_setzero_ps(), false) / (float)n);
+        float var = row_sum_centred(row, n, vmean, true) / (float)n;
         __m512 inv_std = _mm512_set1_ps((float)(1.0 / sqrt((double)var + (double)eps)));
         for (size_t j = 0; j < n; j += 16) {
             __mmask16 mask = dr__tail_mask16(n - j);

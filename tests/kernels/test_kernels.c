@@ -370,7 +370,7 @@ static void check_quantize(size_t m, size_t k, int mode)
 
 static void test_quantize(void)
 {
-    static const size_t ks[] = {1, 7, 8, 9, 31, 32, 33, 127, 256, 768};
+    static const size_t ks[] = {1, 7, 8, 9, 31, 32, 33, 63, 64, 65, 127, 256, 768, 1024};
     for (size_t i = 0; i < sizeof ks / sizeof ks[0]; i++)
         for (int mode = 0; mode < 4; mode++)
             check_quantize(5, ks[i], mode);
