@@ -3,7 +3,7 @@
 #ifndef DR_MATH_NEON_H
 #define DR_MATH_NEON_H
 
-#include "../gelu_rational.h"
+#include "../rational_act.h"
 
 #include <arm_neon.h>
 #include <stddef.h>
@@ -26,26 +26,30 @@ static inline float32x4_t dr__exp_neon(float32x4_t x)
     return vmulq_f32(y, vreinterpretq_f32_s32(pow2));
 }
 
-static inline float32x4_t dr__sigmoid_neon(float32x4_t x)
-{
-    float32x4_t one = vdupq_n_f32(1.0f);
-    return vdivq_f32(one, vaddq_f32(one, dr__exp_neon(vnegq_f32(x))));
-}
-
-static inline float32x4_t dr__copysign_neon(float32x4_t magnitude, float32x4_t sign_of)
-{
-    uint32x4_t sign = vandq_u32(vreinterpretq_u32_f32(sign_of), vdupq_n_u32(0x80000000u));
-    return vreinterpretq_f32_u32(vorrq_u32(vreinterpretq_u32_f32(magnitude), sign));
-}
-
+/* tanh and sigmoid: the rational form of rational_act.h (FMAX/FMIN propagate NaN). */
 static inline float32x4_t dr__tanh_neon(float32x4_t x)
 {
-    float32x4_t one = vdupq_n_f32(1.0f);
-    float32x4_t e = dr__exp_neon(vmulq_n_f32(vabsq_f32(x), -2.0f));
-    return dr__copysign_neon(vdivq_f32(vsubq_f32(one, e), vaddq_f32(one, e)), x);
+    float32x4_t xc = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-DR_TANH_XMAX)), vdupq_n_f32(DR_TANH_XMAX));
+    float32x4_t t = vmulq_f32(xc, xc);
+    float32x4_t p = vfmaq_f32(vdupq_n_f32(DR_TANH_P3), vdupq_n_f32(DR_TANH_P4), t);
+    p = vfmaq_f32(vdupq_n_f32(DR_TANH_P2), p, t);
+    p = vfmaq_f32(vdupq_n_f32(DR_TANH_P1), p, t);
+    p = vfmaq_f32(vdupq_n_f32(DR_TANH_P0), p, t);
+    float32x4_t q = vfmaq_f32(vdupq_n_f32(DR_TANH_Q3), vdupq_n_f32(DR_TANH_Q4), t);
+    q = vfmaq_f32(vdupq_n_f32(DR_TANH_Q2), q, t);
+    q = vfmaq_f32(vdupq_n_f32(DR_TANH_Q1), q, t);
+    q = vfmaq_f32(vdupq_n_f32(1.0f), q, t);
+    float32x4_t y = vdivq_f32(vmulq_f32(xc, p), q);
+    return vminq_f32(vmaxq_f32(y, vdupq_n_f32(-1.0f)), vdupq_n_f32(1.0f));
 }
 
-/* GELU: the rational form of gelu_rational.h. */
+static inline float32x4_t dr__sigmoid_neon(float32x4_t x)
+{
+    float32x4_t half = vdupq_n_f32(0.5f);
+    return vfmaq_f32(half, half, dr__tanh_neon(vmulq_f32(x, half)));
+}
+
+/* GELU: the rational form of rational_act.h. */
 static inline float32x4_t dr__gelu_neon(float32x4_t x)
 {
     float32x4_t xc = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-DR_GELU_XMAX)), vdupq_n_f32(DR_GELU_XMAX));
@@ -61,6 +65,7 @@ static inline float32x4_t dr__gelu_neon(float32x4_t x)
     q = vfmaq_f32(vdupq_n_f32(DR_GELU_Q1), q, t);
     q = vfmaq_f32(vdupq_n_f32(1.0f), q, t);
     float32x4_t half_erf = vdivq_f32(vmulq_f32(xc, p), q);
+    half_erf = vminq_f32(vmaxq_f32(half_erf, vdupq_n_f32(-0.5f)), vdupq_n_f32(0.5f));
     return vfmaq_f32(vmulq_n_f32(x, 0.5f), x, half_erf);
 }
 

@@ -3,14 +3,14 @@
  * Approximations with stated error (checked against libm in tests/kernels):
  *   exp:  Cephes-style range reduction + degree-6 polynomial, about 2 ulp over the clamped
  *         range [-87.3, 88.3]; inputs outside are clamped (exp(-87.3) ~ 1e-38).
- *   GELU: a rational function of x^2 (gelu_rational.h), error <= 2.3e-7 * max(1, |x|).
- *   tanh: (1 - e) / (1 + e) with e = exp(-2|x|): absolute error ~1e-7.
+ *   GELU, tanh, sigmoid: rational functions of x^2 (rational_act.h): errors 2.3e-7 *
+ *         max(1, |x|), 2.9e-7 and 1.5e-7 absolute.
  * Internal header: include only from files compiled with the AVX2 flags.
  */
 #ifndef DR_MATH_AVX2_H
 #define DR_MATH_AVX2_H
 
-#include "../gelu_rational.h"
+#include "../rational_act.h"
 
 #include <immintrin.h>
 #include <stddef.h>
@@ -36,24 +36,32 @@ static inline __m256 dr__exp_avx2(__m256 x)
     return _mm256_mul_ps(y, _mm256_castsi256_ps(pow2));
 }
 
-static inline __m256 dr__sigmoid_avx2(__m256 x)
-{
-    __m256 one = _mm256_set1_ps(1.0f);
-    __m256 e = dr__exp_avx2(_mm256_sub_ps(_mm256_setzero_ps(), x));
-    return _mm256_div_ps(one, _mm256_add_ps(one, e));
-}
-
+/* tanh and sigmoid: the rational form of rational_act.h.  The clamp takes x as maxps's second
+ * operand, which it returns for NaN, so NaN propagates. */
 static inline __m256 dr__tanh_avx2(__m256 x)
 {
-    __m256 sign = _mm256_and_ps(x, _mm256_set1_ps(-0.0f));
-    __m256 ax = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x);
-    __m256 one = _mm256_set1_ps(1.0f);
-    __m256 e = dr__exp_avx2(_mm256_mul_ps(ax, _mm256_set1_ps(-2.0f)));
-    __m256 t = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
-    return _mm256_or_ps(t, sign);
+    __m256 xc = _mm256_min_ps(_mm256_set1_ps(DR_TANH_XMAX),
+                              _mm256_max_ps(_mm256_set1_ps(-DR_TANH_XMAX), x));
+    __m256 t = _mm256_mul_ps(xc, xc);
+    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(DR_TANH_P4), t, _mm256_set1_ps(DR_TANH_P3));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(DR_TANH_P2));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(DR_TANH_P1));
+    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(DR_TANH_P0));
+    __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(DR_TANH_Q4), t, _mm256_set1_ps(DR_TANH_Q3));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(DR_TANH_Q2));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(DR_TANH_Q1));
+    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(1.0f));
+    __m256 y = _mm256_div_ps(_mm256_mul_ps(xc, p), q);
+    return _mm256_min_ps(_mm256_set1_ps(1.0f), _mm256_max_ps(_mm256_set1_ps(-1.0f), y));
 }
 
-/* GELU: the rational form of gelu_rational.h. */
+static inline __m256 dr__sigmoid_avx2(__m256 x)
+{
+    __m256 half = _mm256_set1_ps(0.5f);
+    return _mm256_fmadd_ps(dr__tanh_avx2(_mm256_mul_ps(x, half)), half, half);
+}
+
+/* GELU: the rational form of rational_act.h. */
 static inline __m256 dr__gelu_avx2(__m256 x)
 {
     __m256 xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-DR_GELU_XMAX)),
@@ -70,6 +78,7 @@ static inline __m256 dr__gelu_avx2(__m256 x)
     q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(DR_GELU_Q1));
     q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(1.0f));
     __m256 half_erf = _mm256_div_ps(_mm256_mul_ps(xc, p), q);
+    half_erf = _mm256_min_ps(_mm256_max_ps(half_erf, _mm256_set1_ps(-0.5f)), _mm256_set1_ps(0.5f));
     return _mm256_fmadd_ps(x, half_erf, _mm256_mul_ps(x, _mm256_set1_ps(0.5f)));
 }
 

@@ -5,7 +5,7 @@
 #ifndef DR_MATH_AVX512_H
 #define DR_MATH_AVX512_H
 
-#include "../gelu_rational.h"
+#include "../rational_act.h"
 
 #include <immintrin.h>
 #include <stddef.h>
@@ -30,29 +30,32 @@ static inline __m512 dr__exp_avx512(__m512 x)
     return _mm512_mul_ps(y, _mm512_castsi512_ps(pow2));
 }
 
-static inline __m512 dr__sigmoid_avx512(__m512 x)
-{
-    __m512 one = _mm512_set1_ps(1.0f);
-    __m512 e = dr__exp_avx512(_mm512_sub_ps(_mm512_setzero_ps(), x));
-    return _mm512_div_ps(one, _mm512_add_ps(one, e));
-}
-
-static inline __m512 dr__copysign_avx512(__m512 magnitude, __m512 sign_of)
-{
-    __m512i sign = _mm512_and_si512(_mm512_castps_si512(sign_of), _mm512_set1_epi32(INT32_MIN));
-    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(magnitude), sign));
-}
-
+/* tanh and sigmoid: the rational form of rational_act.h.  The clamp takes x as maxps's second
+ * operand, which it returns for NaN, so NaN propagates. */
 static inline __m512 dr__tanh_avx512(__m512 x)
 {
-    __m512 ax = _mm512_abs_ps(x);
-    __m512 one = _mm512_set1_ps(1.0f);
-    __m512 e = dr__exp_avx512(_mm512_mul_ps(ax, _mm512_set1_ps(-2.0f)));
-    __m512 t = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
-    return dr__copysign_avx512(t, x);
+    __m512 xc = _mm512_min_ps(_mm512_set1_ps(DR_TANH_XMAX),
+                              _mm512_max_ps(_mm512_set1_ps(-DR_TANH_XMAX), x));
+    __m512 t = _mm512_mul_ps(xc, xc);
+    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(DR_TANH_P4), t, _mm512_set1_ps(DR_TANH_P3));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(DR_TANH_P2));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(DR_TANH_P1));
+    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(DR_TANH_P0));
+    __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(DR_TANH_Q4), t, _mm512_set1_ps(DR_TANH_Q3));
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(DR_TANH_Q2));
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(DR_TANH_Q1));
+    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1.0f));
+    __m512 y = _mm512_div_ps(_mm512_mul_ps(xc, p), q);
+    return _mm512_min_ps(_mm512_set1_ps(1.0f), _mm512_max_ps(_mm512_set1_ps(-1.0f), y));
 }
 
-/* GELU: the rational form of gelu_rational.h. */
+static inline __m512 dr__sigmoid_avx512(__m512 x)
+{
+    __m512 half = _mm512_set1_ps(0.5f);
+    return _mm512_fmadd_ps(dr__tanh_avx512(_mm512_mul_ps(x, half)), half, half);
+}
+
+/* GELU: the rational form of rational_act.h. */
 static inline __m512 dr__gelu_avx512(__m512 x)
 {
     __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-DR_GELU_XMAX)),
@@ -69,6 +72,7 @@ static inline __m512 dr__gelu_avx512(__m512 x)
     q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(DR_GELU_Q1));
     q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1.0f));
     __m512 half_erf = _mm512_div_ps(_mm512_mul_ps(xc, p), q);
+    half_erf = _mm512_min_ps(_mm512_max_ps(half_erf, _mm512_set1_ps(-0.5f)), _mm512_set1_ps(0.5f));
     return _mm512_fmadd_ps(x, half_erf, _mm512_mul_ps(x, _mm512_set1_ps(0.5f)));
 }
 

@@ -452,6 +452,16 @@ static void test_gelu(void)
         if (!close_enough(y[i], want, tol, 0, 0) && bad++ < 3)
             DR_TEST_FAIL("gelu(%.9g) = %.9g, want %.9g", (double)x[i], (double)y[i], want);
     }
+    /* Past the clamp the result is exact, as the exact GELU rounds in fp32: 0 for large
+     * negative x, x itself for large positive x; NaN stays NaN. */
+    float sat[16] = {-1e4f, -300.0f, -30.0f, -9.0f, 9.0f, 30.0f, 300.0f, 1e4f, NAN}, sat_y[16];
+    kern->gelu_f32(9, sat, sat_y);
+    for (size_t i = 0; i < 8; i++)
+        if (sat_y[i] != (sat[i] < 0.0f ? 0.0f : sat[i]) && bad++ < 3)
+            DR_TEST_FAIL("gelu(%g) = %.9g, want exactly %g", (double)sat[i], (double)sat_y[i],
+                         (double)(sat[i] < 0.0f ? 0.0f : sat[i]));
+    if (!isnan(sat_y[8]) && bad++ < 3)
+        DR_TEST_FAIL("gelu(NaN) = %.9g, want NaN", (double)sat_y[8]);
     /* In place, and the tail lengths. */
     for (size_t len = 1; len <= 17; len++) {
         float buf[17], want[17];
@@ -534,6 +544,22 @@ static void test_lstm_cell(void)
                     DR_TEST_FAIL("lstm_cell hidden=%zu h[%zu][%zu]: %.9g, want %.9g", hidden, b, j,
                                  (double)h[b * lds + j], hn);
             }
+        /* Saturated gates are exact: sigmoid(+-100) is 1 or 0 and tanh(+-100) is +-1, so
+         * every gate at +100 gives c = c0 + 1 and every gate at -100 gives c = h = 0. */
+        for (int sign = -1; sign <= 1; sign += 2) {
+            for (size_t i = 0; i < batch * ldg; i++)
+                g[i] = 100.0f * (float)sign;
+            memcpy(c, c0, batch * lds * sizeof(float));
+            kern->lstm_cell_f32(batch, hidden, g, ldg, c, h, lds);
+            for (size_t b = 0; b < batch; b++)
+                for (size_t j = 0; j < hidden; j++) {
+                    size_t at = b * lds + j;
+                    float want = sign > 0 ? c0[at] + 1.0f : 0.0f;
+                    if ((c[at] != want || (sign < 0 && h[at] != 0.0f)) && bad++ < 3)
+                        DR_TEST_FAIL("lstm_cell hidden=%zu gates %+d00: c %.9g h %.9g, want c %.9g",
+                                     hidden, sign, (double)c[at], (double)h[at], (double)want);
+                }
+        }
         dr_aligned_free(g - MISALIGN);
         dr_aligned_free(c);
         dr_aligned_free(h);
