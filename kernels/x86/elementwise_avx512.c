@@ -36,8 +36,8 @@ static inline __m512i codes16(const float *x, __mmask16 mask, __m512 inv)
 void dr_quantize_rows_s8__avx512(size_t m, size_t k, const float *x, size_t ldx, int8_t *q,
                                  size_t ldq, float *scales)
 {
-    /* packs interleave 128-bit lanes: dword lane l of the packed result holds group l % 4 of
-     * source (l / 4); this permutation puts the 64 codes back in order. */
+    /* The packs work per 128-bit lane: dword l of their result holds 4-code group l / 4 of
+     * source l % 4; this permutation puts the 64 codes back in order. */
     const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
     const __m512i lo = _mm512_set1_epi8(-127);
     for (size_t i = 0; i < m; i++) {
