@@ -26,21 +26,28 @@ static inline float32x4_t dr__exp_neon(float32x4_t x)
     return vmulq_f32(y, vreinterpretq_f32_s32(pow2));
 }
 
-/* tanh and sigmoid: the rational form of rational_act.h (FMAX/FMIN propagate NaN). */
+/* clamp(xc * P(t) / Q(t), +-lim), xc = clamp(x, +-xmax), t = xc^2: the odd rational form of
+ * rational_act.h (coefficients from the constant term up).  FMAX/FMIN propagate NaN. */
+static inline __attribute__((always_inline)) float32x4_t
+dr__odd_rational_neon(float32x4_t x, float xmax, const float *p, size_t np, const float *q,
+                      size_t nq, float lim)
+{
+    float32x4_t xc = vminq_f32(vdupq_n_f32(xmax), vmaxq_f32(vdupq_n_f32(-xmax), x));
+    float32x4_t t = vmulq_f32(xc, xc);
+    float32x4_t num = vdupq_n_f32(p[np - 1]), den = vdupq_n_f32(q[nq - 1]);
+#pragma GCC unroll 8
+    for (size_t i = np - 1; i-- > 0;)
+        num = vfmaq_f32(vdupq_n_f32(p[i]), num, t);
+#pragma GCC unroll 8
+    for (size_t i = nq - 1; i-- > 0;)
+        den = vfmaq_f32(vdupq_n_f32(q[i]), den, t);
+    float32x4_t r = vdivq_f32(vmulq_f32(xc, num), den);
+    return vminq_f32(vdupq_n_f32(lim), vmaxq_f32(vdupq_n_f32(-lim), r));
+}
+
 static inline float32x4_t dr__tanh_neon(float32x4_t x)
 {
-    float32x4_t xc = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-DR_TANH_XMAX)), vdupq_n_f32(DR_TANH_XMAX));
-    float32x4_t t = vmulq_f32(xc, xc);
-    float32x4_t p = vfmaq_f32(vdupq_n_f32(DR_TANH_P3), vdupq_n_f32(DR_TANH_P4), t);
-    p = vfmaq_f32(vdupq_n_f32(DR_TANH_P2), p, t);
-    p = vfmaq_f32(vdupq_n_f32(DR_TANH_P1), p, t);
-    p = vfmaq_f32(vdupq_n_f32(DR_TANH_P0), p, t);
-    float32x4_t q = vfmaq_f32(vdupq_n_f32(DR_TANH_Q3), vdupq_n_f32(DR_TANH_Q4), t);
-    q = vfmaq_f32(vdupq_n_f32(DR_TANH_Q2), q, t);
-    q = vfmaq_f32(vdupq_n_f32(DR_TANH_Q1), q, t);
-    q = vfmaq_f32(vdupq_n_f32(1.0f), q, t);
-    float32x4_t y = vdivq_f32(vmulq_f32(xc, p), q);
-    return vminq_f32(vmaxq_f32(y, vdupq_n_f32(-1.0f)), vdupq_n_f32(1.0f));
+    return dr__odd_rational_neon(x, DR_TANH_XMAX, dr_tanh_p, 5, dr_tanh_q, 5, 1.0f);
 }
 
 static inline float32x4_t dr__sigmoid_neon(float32x4_t x)
@@ -49,24 +56,10 @@ static inline float32x4_t dr__sigmoid_neon(float32x4_t x)
     return vfmaq_f32(half, half, dr__tanh_neon(vmulq_f32(x, half)));
 }
 
-/* GELU: the rational form of rational_act.h. */
 static inline float32x4_t dr__gelu_neon(float32x4_t x)
 {
-    float32x4_t xc = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-DR_GELU_XMAX)), vdupq_n_f32(DR_GELU_XMAX));
-    float32x4_t t = vmulq_f32(xc, xc);
-    float32x4_t p = vfmaq_f32(vdupq_n_f32(DR_GELU_P4), vdupq_n_f32(DR_GELU_P5), t);
-    p = vfmaq_f32(vdupq_n_f32(DR_GELU_P3), p, t);
-    p = vfmaq_f32(vdupq_n_f32(DR_GELU_P2), p, t);
-    p = vfmaq_f32(vdupq_n_f32(DR_GELU_P1), p, t);
-    p = vfmaq_f32(vdupq_n_f32(DR_GELU_P0), p, t);
-    float32x4_t q = vfmaq_f32(vdupq_n_f32(DR_GELU_Q4), vdupq_n_f32(DR_GELU_Q5), t);
-    q = vfmaq_f32(vdupq_n_f32(DR_GELU_Q3), q, t);
-    q = vfmaq_f32(vdupq_n_f32(DR_GELU_Q2), q, t);
-    q = vfmaq_f32(vdupq_n_f32(DR_GELU_Q1), q, t);
-    q = vfmaq_f32(vdupq_n_f32(1.0f), q, t);
-    float32x4_t half_erf = vdivq_f32(vmulq_f32(xc, p), q);
-    half_erf = vminq_f32(vmaxq_f32(half_erf, vdupq_n_f32(-0.5f)), vdupq_n_f32(0.5f));
-    return vfmaq_f32(vmulq_n_f32(x, 0.5f), x, half_erf);
+    float32x4_t half_erf = dr__odd_rational_neon(x, DR_GELU_XMAX, dr_gelu_p, 6, dr_gelu_q, 6, 0.5f);
+    return vfmaq_f32(vmulq_f32(x, vdupq_n_f32(0.5f)), x, half_erf);
 }
 
 #endif /* DR_MATH_NEON_H */

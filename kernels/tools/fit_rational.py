@@ -104,11 +104,13 @@ def main() -> None:
         y, bound, what = r, 1.0, f"absolute; max |tanh| {float(np.abs(r).max()):.9g}"
     err32 = (np.abs(y - exact) / bound).max()
     print(f"/* fit error (float64) {err64:.3g}; float32 evaluation {err32:.3g} {what} */")
-    print(f"#define DR_{name}_XMAX {float(xmax):.9g}f")
-    for i, c in enumerate(p):
-        print(f"#define DR_{name}_P{i}   {float(c):.9e}f")
-    for i, c in enumerate(q[1:], 1):
-        print(f"#define DR_{name}_Q{i}   {float(c):.9e}f")
+    xmax_c = f"{float(xmax):.9g}"
+    print(f"#define DR_{name}_XMAX {xmax_c if '.' in xmax_c else xmax_c + '.0'}f")
+    for part, coef in (("p", p), ("q", q)):
+        print(f"static const float dr_{args.fn}_{part}[{len(coef)}] __attribute__((unused)) = {{")
+        for c in coef:
+            print(f"    {float(c):.9e}f,")
+        print("};")
 
 
 if __name__ == "__main__":

@@ -36,23 +36,30 @@ static inline __m256 dr__exp_avx2(__m256 x)
     return _mm256_mul_ps(y, _mm256_castsi256_ps(pow2));
 }
 
-/* tanh and sigmoid: the rational form of rational_act.h.  The clamp takes x as maxps's second
- * operand, which it returns for NaN, so NaN propagates. */
+/* clamp(xc * P(t) / Q(t), +-lim), xc = clamp(x, +-xmax), t = xc^2: the odd rational form of
+ * rational_act.h (coefficients from the constant term up).  Both clamps take x (or the
+ * quotient) as maxps's second operand, which it returns for NaN, so NaN propagates. */
+static inline __attribute__((always_inline)) __m256 dr__odd_rational_avx2(__m256 x, float xmax,
+                                                                          const float *p, size_t np,
+                                                                          const float *q, size_t nq,
+                                                                          float lim)
+{
+    __m256 xc = _mm256_min_ps(_mm256_set1_ps(xmax), _mm256_max_ps(_mm256_set1_ps(-xmax), x));
+    __m256 t = _mm256_mul_ps(xc, xc);
+    __m256 num = _mm256_set1_ps(p[np - 1]), den = _mm256_set1_ps(q[nq - 1]);
+#pragma GCC unroll 8
+    for (size_t i = np - 1; i-- > 0;)
+        num = _mm256_fmadd_ps(num, t, _mm256_set1_ps(p[i]));
+#pragma GCC unroll 8
+    for (size_t i = nq - 1; i-- > 0;)
+        den = _mm256_fmadd_ps(den, t, _mm256_set1_ps(q[i]));
+    __m256 r = _mm256_div_ps(_mm256_mul_ps(xc, num), den);
+    return _mm256_min_ps(_mm256_set1_ps(lim), _mm256_max_ps(_mm256_set1_ps(-lim), r));
+}
+
 static inline __m256 dr__tanh_avx2(__m256 x)
 {
-    __m256 xc = _mm256_min_ps(_mm256_set1_ps(DR_TANH_XMAX),
-                              _mm256_max_ps(_mm256_set1_ps(-DR_TANH_XMAX), x));
-    __m256 t = _mm256_mul_ps(xc, xc);
-    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(DR_TANH_P4), t, _mm256_set1_ps(DR_TANH_P3));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(DR_TANH_P2));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(DR_TANH_P1));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(DR_TANH_P0));
-    __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(DR_TANH_Q4), t, _mm256_set1_ps(DR_TANH_Q3));
-    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(DR_TANH_Q2));
-    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(DR_TANH_Q1));
-    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(1.0f));
-    __m256 y = _mm256_div_ps(_mm256_mul_ps(xc, p), q);
-    return _mm256_min_ps(_mm256_set1_ps(1.0f), _mm256_max_ps(_mm256_set1_ps(-1.0f), y));
+    return dr__odd_rational_avx2(x, DR_TANH_XMAX, dr_tanh_p, 5, dr_tanh_q, 5, 1.0f);
 }
 
 static inline __m256 dr__sigmoid_avx2(__m256 x)
@@ -61,24 +68,9 @@ static inline __m256 dr__sigmoid_avx2(__m256 x)
     return _mm256_fmadd_ps(dr__tanh_avx2(_mm256_mul_ps(x, half)), half, half);
 }
 
-/* GELU: the rational form of rational_act.h. */
 static inline __m256 dr__gelu_avx2(__m256 x)
 {
-    __m256 xc = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-DR_GELU_XMAX)),
-                              _mm256_set1_ps(DR_GELU_XMAX));
-    __m256 t = _mm256_mul_ps(xc, xc);
-    __m256 p = _mm256_fmadd_ps(_mm256_set1_ps(DR_GELU_P5), t, _mm256_set1_ps(DR_GELU_P4));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(DR_GELU_P3));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(DR_GELU_P2));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(DR_GELU_P1));
-    p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(DR_GELU_P0));
-    __m256 q = _mm256_fmadd_ps(_mm256_set1_ps(DR_GELU_Q5), t, _mm256_set1_ps(DR_GELU_Q4));
-    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(DR_GELU_Q3));
-    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(DR_GELU_Q2));
-    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(DR_GELU_Q1));
-    q = _mm256_fmadd_ps(q, t, _mm256_set1_ps(1.0f));
-    __m256 half_erf = _mm256_div_ps(_mm256_mul_ps(xc, p), q);
-    half_erf = _mm256_min_ps(_mm256_max_ps(half_erf, _mm256_set1_ps(-0.5f)), _mm256_set1_ps(0.5f));
+    __m256 half_erf = dr__odd_rational_avx2(x, DR_GELU_XMAX, dr_gelu_p, 6, dr_gelu_q, 6, 0.5f);
     return _mm256_fmadd_ps(x, half_erf, _mm256_mul_ps(x, _mm256_set1_ps(0.5f)));
 }
 

@@ -30,23 +30,29 @@ static inline __m512 dr__exp_avx512(__m512 x)
     return _mm512_mul_ps(y, _mm512_castsi512_ps(pow2));
 }
 
-/* tanh and sigmoid: the rational form of rational_act.h.  The clamp takes x as maxps's second
- * operand, which it returns for NaN, so NaN propagates. */
+/* clamp(xc * P(t) / Q(t), +-lim), xc = clamp(x, +-xmax), t = xc^2: the odd rational form of
+ * rational_act.h (coefficients from the constant term up).  Both clamps take x (or the
+ * quotient) as maxps's second operand, which it returns for NaN, so NaN propagates. */
+static inline __attribute__((always_inline)) __m512
+dr__odd_rational_avx512(__m512 x, float xmax, const float *p, size_t np, const float *q, size_t nq,
+                        float lim)
+{
+    __m512 xc = _mm512_min_ps(_mm512_set1_ps(xmax), _mm512_max_ps(_mm512_set1_ps(-xmax), x));
+    __m512 t = _mm512_mul_ps(xc, xc);
+    __m512 num = _mm512_set1_ps(p[np - 1]), den = _mm512_set1_ps(q[nq - 1]);
+#pragma GCC unroll 8
+    for (size_t i = np - 1; i-- > 0;)
+        num = _mm512_fmadd_ps(num, t, _mm512_set1_ps(p[i]));
+#pragma GCC unroll 8
+    for (size_t i = nq - 1; i-- > 0;)
+        den = _mm512_fmadd_ps(den, t, _mm512_set1_ps(q[i]));
+    __m512 r = _mm512_div_ps(_mm512_mul_ps(xc, num), den);
+    return _mm512_min_ps(_mm512_set1_ps(lim), _mm512_max_ps(_mm512_set1_ps(-lim), r));
+}
+
 static inline __m512 dr__tanh_avx512(__m512 x)
 {
-    __m512 xc = _mm512_min_ps(_mm512_set1_ps(DR_TANH_XMAX),
-                              _mm512_max_ps(_mm512_set1_ps(-DR_TANH_XMAX), x));
-    __m512 t = _mm512_mul_ps(xc, xc);
-    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(DR_TANH_P4), t, _mm512_set1_ps(DR_TANH_P3));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(DR_TANH_P2));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(DR_TANH_P1));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(DR_TANH_P0));
-    __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(DR_TANH_Q4), t, _mm512_set1_ps(DR_TANH_Q3));
-    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(DR_TANH_Q2));
-    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(DR_TANH_Q1));
-    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1.0f));
-    __m512 y = _mm512_div_ps(_mm512_mul_ps(xc, p), q);
-    return _mm512_min_ps(_mm512_set1_ps(1.0f), _mm512_max_ps(_mm512_set1_ps(-1.0f), y));
+    return dr__odd_rational_avx512(x, DR_TANH_XMAX, dr_tanh_p, 5, dr_tanh_q, 5, 1.0f);
 }
 
 static inline __m512 dr__sigmoid_avx512(__m512 x)
@@ -55,24 +61,9 @@ static inline __m512 dr__sigmoid_avx512(__m512 x)
     return _mm512_fmadd_ps(dr__tanh_avx512(_mm512_mul_ps(x, half)), half, half);
 }
 
-/* GELU: the rational form of rational_act.h. */
 static inline __m512 dr__gelu_avx512(__m512 x)
 {
-    __m512 xc = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-DR_GELU_XMAX)),
-                              _mm512_set1_ps(DR_GELU_XMAX));
-    __m512 t = _mm512_mul_ps(xc, xc);
-    __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(DR_GELU_P5), t, _mm512_set1_ps(DR_GELU_P4));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(DR_GELU_P3));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(DR_GELU_P2));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(DR_GELU_P1));
-    p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(DR_GELU_P0));
-    __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(DR_GELU_Q5), t, _mm512_set1_ps(DR_GELU_Q4));
-    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(DR_GELU_Q3));
-    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(DR_GELU_Q2));
-    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(DR_GELU_Q1));
-    q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(1.0f));
-    __m512 half_erf = _mm512_div_ps(_mm512_mul_ps(xc, p), q);
-    half_erf = _mm512_min_ps(_mm512_max_ps(half_erf, _mm512_set1_ps(-0.5f)), _mm512_set1_ps(0.5f));
+    __m512 half_erf = dr__odd_rational_avx512(x, DR_GELU_XMAX, dr_gelu_p, 6, dr_gelu_q, 6, 0.5f);
     return _mm512_fmadd_ps(x, half_erf, _mm512_mul_ps(x, _mm512_set1_ps(0.5f)));
 }
 
