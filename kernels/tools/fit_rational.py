@@ -92,9 +92,9 @@ def main() -> None:
         xmax = np.float32(zmax)
         x = np.linspace(-30.0, 30.0, 1200001).astype(np.float32)
         exact = np.tanh(x.astype(np.float64))
-    xmax = clamp_point(p, q, xmax, np.float32(0.5 if args.fn == "gelu" else 1.0))
-    xc = np.clip(x, -xmax, xmax)
     lim = np.float32(0.5 if args.fn == "gelu" else 1.0)
+    xmax = clamp_point(p, q, xmax, lim)
+    xc = np.clip(x, -xmax, xmax)
     r = np.clip(rational32(p, q, xc), -lim, lim)
     if args.fn == "gelu":
         y = (x * np.float32(0.5) + x * r).astype(np.float32)
