@@ -146,6 +146,11 @@ typedef void (*dr_gemm_s8s8f32_fn)(size_t m, const int8_t *a, size_t lda,
 typedef void (*dr_gemm_f32_fn)(size_t m, size_t n, size_t k, const float *a, size_t lda,
                                const float *b, size_t ldb, const float *bias, float *c, size_t ldc);
 
+/* dst = src transposed: dst[j * ld_dst + i] = src[i * ld_src + j] for i < rows, j < cols.
+ * Exact (data movement only); src and dst must not overlap. */
+typedef void (*dr_transpose_f32_fn)(size_t rows, size_t cols, const float *src, size_t ld_src,
+                                    float *dst, size_t ld_dst);
+
 /* Per row: scale = max|x| / 127; q = round-half-even(x * (127 / max|x|)) in [-127, 127].
  * An all-zero row gets scale 0 and q = 0.  Bit-exact on every ISA. */
 typedef void (*dr_quantize_rows_s8_fn)(size_t m, size_t k, const float *x, size_t ldx, int8_t *q,
@@ -197,6 +202,7 @@ struct dr_kernels {
     dr_gemm_s8s8f32_fn gemm_s8s8f32;
     dr_gemm_f32_fn gemm_f32_nn;
     dr_gemm_f32_fn gemm_f32_nt;
+    dr_transpose_f32_fn transpose_f32;
     dr_quantize_rows_s8_fn quantize_rows_s8;
     dr_dequantize_rows_s8_fn dequantize_rows_s8;
     dr_layernorm_f32_fn layernorm_f32;

@@ -246,7 +246,7 @@ bool dr_bert_vocab_lower_case(const struct dr_bert *bert)
 
 struct bert_ws {
     float *x, *qkv, *ctx, *inter, *tmp, *scores, *pooled;
-    float *key_t; /* one head's keys transposed: dh x max_len */
+    float *key_t; /* one sequence's keys transposed, all heads: hidden x max_len */
     struct dr__linear_scratch scratch;
 };
 
@@ -255,15 +255,15 @@ static size_t ws_layout(const struct dr_bert *b, size_t n_tokens, size_t max_len
 {
     size_t h = b->hidden, wide = b->inter > 3 * h ? b->inter : 3 * h;
     size_t sizes[9] = {
-        n_tokens * h * sizeof(float),
-        n_tokens * 3 * h * sizeof(float),
-        n_tokens * h * sizeof(float),
-        n_tokens * b->inter * sizeof(float),
-        n_tokens * wide * sizeof(float),
-        max_len * max_len * sizeof(float),
-        n_seqs * h * sizeof(float),
-        n_tokens * (b->inter > h ? b->inter : h),
-        (h / b->n_heads) * max_len * sizeof(float),
+        n_tokens * h * sizeof(float),             /* x */
+        n_tokens * 3 * h * sizeof(float),         /* qkv */
+        n_tokens * h * sizeof(float),             /* ctx */
+        n_tokens * b->inter * sizeof(float),      /* inter */
+        n_tokens * wide * sizeof(float),          /* tmp */
+        max_len * max_len * sizeof(float),        /* scores */
+        n_seqs * h * sizeof(float),               /* pooled */
+        n_tokens * (b->inter > h ? b->inter : h), /* scratch.qa */
+        h * max_len * sizeof(float),              /* key_t */
     };
     size_t at = 0;
     void *ptrs[9];
@@ -319,14 +319,14 @@ static void attention(const struct dr_bert *b, size_t n_seqs, const size_t *lens
     for (size_t s = 0; s < n_seqs; s++) {
         size_t len = lens[s];
         const float *qkv = ws->qkv + row * 3 * h;
+        /* Q K^T as a plain product over K transposed (every head's keys at once): the _nt
+         * kernel's dot-product tile spends more on its final reductions than on the 64-long
+         * dot products here. */
+        k->transpose_f32(len, h, qkv + h, 3 * h, ws->key_t, len);
         for (size_t hd = 0; hd < b->n_heads; hd++) {
-            const float *q = qkv + hd * dh, *kk = q + h, *v = q + 2 * h;
-            /* Q K^T as a plain product over K transposed: the _nt kernel's dot-product tile
-             * spends more on its final reductions than on the 64-long dot products here. */
-            for (size_t t = 0; t < len; t++)
-                for (size_t d = 0; d < dh; d++)
-                    ws->key_t[d * len + t] = kk[t * 3 * h + d];
-            k->gemm_f32_nn(len, len, dh, q, 3 * h, ws->key_t, len, NULL, ws->scores, len);
+            const float *q = qkv + hd * dh, *v = q + 2 * h;
+            k->gemm_f32_nn(len, len, dh, q, 3 * h, ws->key_t + hd * dh * len, len, NULL, ws->scores,
+                           len);
             k->softmax_f32(len, len, ws->scores, len, len, scale);
             k->gemm_f32_nn(len, dh, len, ws->scores, len, v, 3 * h, NULL,
                            ws->ctx + row * h + hd * dh, h);

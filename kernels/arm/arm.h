@@ -14,6 +14,8 @@ void dr_gemm_s8s8f32__neondot(size_t m, const int8_t *a, size_t lda, const struc
                               float *c, size_t ldc, const struct dr_gemm_epilogue *ep);
 void dr_gemm_f32_nn__neon(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b,
                           size_t ldb, const float *bias, float *c, size_t ldc);
+void dr_transpose_f32__neon(size_t rows, size_t cols, const float *src, size_t ld_src, float *dst,
+                            size_t ld_dst);
 void dr_gemm_f32_nt__neon(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b,
                           size_t ldb, const float *bias, float *c, size_t ldc);
 void dr_quantize_rows_s8__neon(size_t m, size_t k, const float *x, size_t ldx, int8_t *q,

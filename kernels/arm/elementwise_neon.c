@@ -2,7 +2,8 @@
  * LSTM cell on AArch64 NEON.  Quantisation is bit-exact with __ref: the same multiply,
  * round half even (frintn), then a clamp with fmaxnm/fminnm, which return the number when
  * the other operand is NaN, as fmaxf does.  Float ops keep the bounds of tests/kernels.
- * Tails of fewer than 4 run the same math on a zero-padded copy. */
+ * Tails of fewer than 4 run the same math on a zero-padded copy.  transpose: 4 x 4 blocks
+ * through trn1/trn2 and half-register moves, exact. */
 #include "arm.h"
 #include "math_neon.h"
 
@@ -92,6 +93,33 @@ void dr_gemm_f32_nt__neon(size_t m, size_t n, size_t k, const float *a, size_t l
             for (; kk < k; kk += 4)
                 acc0 = vfmaq_f32(acc0, load_tail(ai + kk, k - kk), load_tail(bj + kk, k - kk));
             c[i * ldc + j] = vaddvq_f32(vaddq_f32(acc0, acc1)) + (bias ? bias[j] : 0.0f);
+        }
+    }
+}
+
+void dr_transpose_f32__neon(size_t rows, size_t cols, const float *src, size_t ld_src, float *dst,
+                            size_t ld_dst)
+{
+    for (size_t i = 0; i < rows; i += 4) {
+        size_t nr = rows - i < 4 ? rows - i : 4;
+        for (size_t j = 0; j < cols; j += 4) {
+            size_t nc = cols - j < 4 ? cols - j : 4;
+            float32x4_t r[4];
+            for (size_t q = 0; q < 4; q++) {
+                const float *p = src + (i + q) * ld_src + j;
+                r[q] = q >= nr ? vdupq_n_f32(0.0f) : nc == 4 ? vld1q_f32(p) : load_tail(p, nc);
+            }
+            float32x4x2_t p0 = vtrnq_f32(r[0], r[1]), p1 = vtrnq_f32(r[2], r[3]);
+            float32x4_t col[4] = {vcombine_f32(vget_low_f32(p0.val[0]), vget_low_f32(p1.val[0])),
+                                  vcombine_f32(vget_low_f32(p0.val[1]), vget_low_f32(p1.val[1])),
+                                  vcombine_f32(vget_high_f32(p0.val[0]), vget_high_f32(p1.val[0])),
+                                  vcombine_f32(vget_high_f32(p0.val[1]), vget_high_f32(p1.val[1]))};
+            for (size_t q = 0; q < nc; q++) {
+                if (nr == 4)
+                    vst1q_f32(dst + (j + q) * ld_dst + i, col[q]);
+                else
+                    store_tail(dst + (j + q) * ld_dst + i, col[q], nr);
+            }
         }
     }
 }

@@ -5,7 +5,7 @@
 
 #define DR_NEON_COMMON                                                                             \
     .gemm_f32_nn = dr_gemm_f32_nn__neon, .gemm_f32_nt = dr_gemm_f32_nt__neon,                      \
-    .quantize_rows_s8 = dr_quantize_rows_s8__neon,                                                 \
+    .transpose_f32 = dr_transpose_f32__neon, .quantize_rows_s8 = dr_quantize_rows_s8__neon,        \
     .dequantize_rows_s8 = dr_dequantize_rows_s8__neon, .layernorm_f32 = dr_layernorm_f32__neon,    \
     .gelu_f32 = dr_gelu_f32__neon, .softmax_f32 = dr_softmax_f32__neon,                            \
     .lstm_cell_f32 = dr_lstm_cell_f32__neon, .l2sq_s8 = dr_l2sq_s8__neon,                          \

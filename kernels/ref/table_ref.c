@@ -9,6 +9,7 @@ const struct dr_kernels dr__kernels_ref = {
     .gemm_s8s8f32 = dr_gemm_s8s8f32__ref,
     .gemm_f32_nn = dr_gemm_f32_nn__ref,
     .gemm_f32_nt = dr_gemm_f32_nt__ref,
+    .transpose_f32 = dr_transpose_f32__ref,
     .quantize_rows_s8 = dr_quantize_rows_s8__ref,
     .dequantize_rows_s8 = dr_dequantize_rows_s8__ref,
     .layernorm_f32 = dr_layernorm_f32__ref,

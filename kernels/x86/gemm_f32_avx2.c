@@ -5,6 +5,8 @@
  * _nt (B is n x k, rows are dot products): a 2x4 tile of dot products along k, 8 lanes at a
  * time, summed horizontally at the end.  Tails use masked loads and stores.
  * Float results differ from __ref only by summation order (bound in tests/kernels).
+ * transpose: 8 x 8 blocks in registers (unpack, in-lane shuffle, lane swap), edges through
+ * masks; exact.
  */
 #include "math_avx2.h"
 #include "x86.h"
@@ -152,4 +154,42 @@ void dr_gemm_f32_nt__avx2(size_t m, size_t n, size_t k, const float *a, size_t l
         nt_row_block(NT_MR, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
     if (i < m)
         nt_row_block(1, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
+}
+
+/* One block of up to 8 x 8: rows past `rows` read as 0, columns past `cols` are not stored. */
+static inline void transpose_block8(size_t rows, size_t cols, const float *src, size_t ld_src,
+                                    float *dst, size_t ld_dst)
+{
+    __m256i col_mask = dr__tail_mask_avx2(cols), row_mask = dr__tail_mask_avx2(rows);
+    __m256 r[8], t[8];
+    for (size_t i = 0; i < 8; i++)
+        r[i] = i < rows ? _mm256_maskload_ps(src + i * ld_src, col_mask) : _mm256_setzero_ps();
+    for (size_t i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* r[4g + c], lane L: column 4L + c of rows 4g .. 4g + 3. */
+    for (size_t g = 0; g < 2; g++) {
+        r[4 * g] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        r[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+        r[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        r[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+    for (size_t c = 0; c < 4; c++) {
+        if (c < cols)
+            _mm256_maskstore_ps(dst + c * ld_dst, row_mask,
+                                _mm256_permute2f128_ps(r[c], r[4 + c], 0x20));
+        if (4 + c < cols)
+            _mm256_maskstore_ps(dst + (4 + c) * ld_dst, row_mask,
+                                _mm256_permute2f128_ps(r[c], r[4 + c], 0x31));
+    }
+}
+
+void dr_transpose_f32__avx2(size_t rows, size_t cols, const float *src, size_t ld_src, float *dst,
+                            size_t ld_dst)
+{
+    for (size_t i = 0; i < rows; i += 8)
+        for (size_t j = 0; j < cols; j += 8)
+            transpose_block8(rows - i < 8 ? rows - i : 8, cols - j < 8 ? cols - j : 8,
+                             src + i * ld_src + j, ld_src, dst + j * ld_dst + i, ld_dst);
 }

@@ -1,7 +1,9 @@
 /* gemm_f32_avx512.c: fp32 matrix products on AVX-512.
  * _nn: an 8x32 tile (16 zmm accumulators), A broadcast per element, B rows loaded from the
  * caller's layout, column tails through __mmask16.  _nt: a 4x4 tile of dot products along k,
- * 16 lanes at a time, reduced at the end.  Bounds against __ref as for AVX2. */
+ * 16 lanes at a time, reduced at the end.  Bounds against __ref as for AVX2.
+ * transpose: 16 x 16 blocks in registers (unpack, then two rounds of in-lane and cross-lane
+ * shuffles), edges through masks; exact. */
 #include "math_avx512.h"
 #include "x86.h"
 
@@ -105,4 +107,49 @@ void dr_gemm_f32_nt__avx512(size_t m, size_t n, size_t k, const float *a, size_t
         nt_rows(NT_MR, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
     for (; i < m; i++)
         nt_rows(1, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
+}
+
+/* One block of up to 16 x 16: rows past `rows` read as 0 and columns past `cols` are never
+ * stored, so the edges need no separate path. */
+static inline void transpose_block16(size_t rows, size_t cols, const float *src, size_t ld_src,
+                                     float *dst, size_t ld_dst)
+{
+    __mmask16 col_mask = dr__tail_mask16(cols), row_mask = dr__tail_mask16(rows);
+    __m512 r[16], t[16];
+    for (size_t i = 0; i < 16; i++)
+        r[i] = i < rows ? _mm512_maskz_loadu_ps(col_mask, src + i * ld_src) : _mm512_setzero_ps();
+    /* t[2i], t[2i+1]: rows 2i and 2i+1 interleaved, within each 128-bit lane. */
+    for (size_t i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    /* r[4g + c], lane L: column 4L + c of rows 4g .. 4g + 3. */
+    for (size_t g = 0; g < 4; g++) {
+        r[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        r[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+        r[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        r[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+    /* Column 4L + c gathers lane L of r[c], r[4 + c], r[8 + c], r[12 + c]. */
+    for (size_t c = 0; c < 4; c++) {
+        __m512 v0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44);
+        __m512 v1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);
+        __m512 v2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44);
+        __m512 v3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
+        __m512 col[4] = {_mm512_shuffle_f32x4(v0, v2, 0x88), _mm512_shuffle_f32x4(v0, v2, 0xDD),
+                         _mm512_shuffle_f32x4(v1, v3, 0x88), _mm512_shuffle_f32x4(v1, v3, 0xDD)};
+        for (size_t l = 0; l < 4; l++) {
+            if (4 * l + c < cols)
+                _mm512_mask_storeu_ps(dst + (4 * l + c) * ld_dst, row_mask, col[l]);
+        }
+    }
+}
+
+void dr_transpose_f32__avx512(size_t rows, size_t cols, const float *src, size_t ld_src, float *dst,
+                              size_t ld_dst)
+{
+    for (size_t i = 0; i < rows; i += 16)
+        for (size_t j = 0; j < cols; j += 16)
+            transpose_block16(rows - i < 16 ? rows - i : 16, cols - j < 16 ? cols - j : 16,
+                              src + i * ld_src + j, ld_src, dst + j * ld_dst + i, ld_dst);
 }

@@ -9,6 +9,7 @@ const struct dr_kernels dr__kernels_avx2 = {
     .gemm_s8s8f32 = dr_gemm_s8s8f32__avx2,
     .gemm_f32_nn = dr_gemm_f32_nn__avx2,
     .gemm_f32_nt = dr_gemm_f32_nt__avx2,
+    .transpose_f32 = dr_transpose_f32__avx2,
     .quantize_rows_s8 = dr_quantize_rows_s8__avx2,
     .dequantize_rows_s8 = dr_dequantize_rows_s8__avx2,
     .layernorm_f32 = dr_layernorm_f32__avx2,

@@ -5,7 +5,7 @@
 
 #define DR_AVX512_COMMON                                                                           \
     .gemm_f32_nn = dr_gemm_f32_nn__avx512, .gemm_f32_nt = dr_gemm_f32_nt__avx512,                  \
-    .quantize_rows_s8 = dr_quantize_rows_s8__avx512,                                               \
+    .transpose_f32 = dr_transpose_f32__avx512, .quantize_rows_s8 = dr_quantize_rows_s8__avx512,    \
     .dequantize_rows_s8 = dr_dequantize_rows_s8__avx512,                                           \
     .layernorm_f32 = dr_layernorm_f32__avx512, .gelu_f32 = dr_gelu_f32__avx512,                    \
     .softmax_f32 = dr_softmax_f32__avx512, .lstm_cell_f32 = dr_lstm_cell_f32__avx512,              \

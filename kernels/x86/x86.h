@@ -12,6 +12,8 @@ void dr_gemm_f32_nn__avx2(size_t m, size_t n, size_t k, const float *a, size_t l
                           size_t ldb, const float *bias, float *c, size_t ldc);
 void dr_gemm_f32_nt__avx2(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b,
                           size_t ldb, const float *bias, float *c, size_t ldc);
+void dr_transpose_f32__avx2(size_t rows, size_t cols, const float *src, size_t ld_src, float *dst,
+                            size_t ld_dst);
 void dr_quantize_rows_s8__avx2(size_t m, size_t k, const float *x, size_t ldx, int8_t *q,
                                size_t ldq, float *scales);
 void dr_dequantize_rows_s8__avx2(size_t m, size_t k, const int8_t *q, size_t ldq,
@@ -47,6 +49,8 @@ void dr_gemm_f32_nn__avx512(size_t m, size_t n, size_t k, const float *a, size_t
                             const float *b, size_t ldb, const float *bias, float *c, size_t ldc);
 void dr_gemm_f32_nt__avx512(size_t m, size_t n, size_t k, const float *a, size_t lda,
                             const float *b, size_t ldb, const float *bias, float *c, size_t ldc);
+void dr_transpose_f32__avx512(size_t rows, size_t cols, const float *src, size_t ld_src, float *dst,
+                              size_t ld_dst);
 void dr_quantize_rows_s8__avx512(size_t m, size_t k, const float *x, size_t ldx, int8_t *q,
                                  size_t ldq, float *scales);
 void dr_dequantize_rows_s8__avx512(size_t m, size_t k, const int8_t *q, size_t ldq,

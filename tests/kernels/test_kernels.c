@@ -386,6 +386,40 @@ static void test_quantize(void)
     DR_CHECK(qw[11] == 63 && qw[10] == -32, "weight quantiser: small row %d %d", qw[11], qw[10]);
 }
 
+/* ---- transpose ----------------------------------------------------------------------------- */
+
+/* Every element in place, nothing outside the rows x cols block of dst written (the guard
+ * values around it survive), for every edge shape of the ISA's blocks. */
+static void test_transpose(void)
+{
+    static const size_t sizes[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 67};
+    size_t n_sizes = sizeof sizes / sizeof sizes[0];
+    for (size_t a = 0; a < n_sizes; a++) {
+        for (size_t b = 0; b < n_sizes; b++) {
+            size_t rows = sizes[a], cols = sizes[b], ld_src = cols + 3, ld_dst = rows + 5;
+            float *src = xalloc((rows * ld_src + MISALIGN) * sizeof(float));
+            float *dst = xalloc((cols * ld_dst + MISALIGN) * sizeof(float));
+            float *s = src + MISALIGN, *d = dst + MISALIGN;
+            for (size_t i = 0; i < rows * ld_src; i++)
+                s[i] = dr_test_rand_float(-1e3f, 1e3f);
+            for (size_t i = 0; i < cols * ld_dst; i++)
+                d[i] = -7.0f;
+            kern->transpose_f32(rows, cols, s, ld_src, d, ld_dst);
+            size_t bad = 0;
+            for (size_t j = 0; j < cols; j++) {
+                for (size_t i = 0; i < ld_dst; i++) {
+                    float want = i < rows ? s[i * ld_src + j] : -7.0f;
+                    bad += memcmp(&d[j * ld_dst + i], &want, sizeof want) != 0;
+                }
+            }
+            DR_CHECK(bad == 0, "transpose %zux%zu: %zu elements wrong or written outside", rows,
+                     cols, bad);
+            dr_aligned_free(src);
+            dr_aligned_free(dst);
+        }
+    }
+}
+
 /* ---- layernorm, GELU, softmax, LSTM cell --------------------------------------------------- */
 
 static void test_layernorm(void)
@@ -783,7 +817,7 @@ static const struct {
     {"gemm_s8", test_gemm_s8},     {"gemm_f32", test_gemm_f32},   {"quantize", test_quantize},
     {"layernorm", test_layernorm}, {"gelu", test_gelu},           {"softmax", test_softmax},
     {"lstm_cell", test_lstm_cell}, {"lstm_step", test_lstm_step}, {"distances", test_distances},
-    {"topk", test_topk},
+    {"topk", test_topk},           {"transpose", test_transpose},
 };
 
 int main(int argc, char **argv)
