@@ -423,7 +423,7 @@ static void lstm_advance(const struct dr_interest *m, size_t n_steps, const size
                 .a_scale = ws->xs, .w_scale = L->w_ih.scale, .bias = L->bias, .act = DR_ACT_NONE};
             k->gemm_s8s8f32(total, ws->xq, in, &L->w_ih.packed, ws->gates, g4, &ep);
         } else {
-            k->gemm_f32_nt(total, g4, in, x, in, L->w_ih.w, in, L->bias, ws->gates, g4);
+            dr__linear_product_f32(k, &L->w_ih, total, x, in, L->bias, ws->gates, g4);
         }
         float *gates = ws->gates, *hseq = ws->hseq;
         for (size_t i = 0; i < n_steps; i++) {
@@ -442,7 +442,7 @@ static void lstm_advance(const struct dr_interest *m, size_t n_steps, const size
                 w_hh.row_backward = i & 1; /* 2% at batch 1 (docs/models.md) */
                 k->gemm_s8s8f32(n, ws->hq, h, &w_hh, gates, g4, &ep);
             } else {
-                k->gemm_f32_nt(n, g4, h, hl, h, L->w_hh.w, h, NULL, ws->tmp, g4);
+                dr__linear_product_f32(k, &L->w_hh, n, hl, h, NULL, ws->tmp, g4);
                 for (size_t j = 0; j < n * g4; j++)
                     gates[j] += ws->tmp[j];
             }

@@ -1,7 +1,8 @@
 /* linear.c: loading and running linear layers (linear.h).
  *
  * Load time: weights are fetched with their shapes checked, concatenated along the output
- * dimension when there are several parts, and packed for the int8 GEMM.  Run time: one
+ * dimension when there are several parts, and packed for the int8 GEMM (int8) or transposed
+ * for the nn fp32 product (fp32; the mapped file is not read after load).  Run time: one
  * quantisation of the input rows and one fused int8 product, or one fp32 product; nothing
  * allocates.  A loaded layer is read-only and shared by all threads.
  */
@@ -72,27 +73,20 @@ enum dr_status dr__linear_load(struct dr_model_file *mf, struct dr__owned *owned
     }
 
     if (!int8) {
-        if (n_parts == 1) {
-            const void *w = NULL;
-            st = dr_model_file_tensor(mf, weight_names[0], DR_DTYPE_F32, 2, (size_t[]){n_each, k},
-                                      4, &w, err);
+        /* The parts side by side as columns of W^T; exact on every ISA, so any table gives
+         * the same bytes. */
+        float *w_t = dr__owned_alloc(owned, n * k * sizeof *w_t);
+        if (!w_t)
+            return dr_error_set(err, DR_ERR_NOMEM, "%s: out of memory", weight_names[0]);
+        for (size_t p = 0; p < n_parts; p++) {
+            const void *part = NULL;
+            st = dr_model_file_tensor(mf, weight_names[p], DR_DTYPE_F32, 2, (size_t[]){n_each, k},
+                                      4, &part, err);
             if (st != DR_OK)
                 return st;
-            l.w = w;
-        } else {
-            float *w = dr__owned_alloc(owned, n * k * sizeof *w);
-            if (!w)
-                return dr_error_set(err, DR_ERR_NOMEM, "%s: out of memory", weight_names[0]);
-            for (size_t p = 0; p < n_parts; p++) {
-                const void *part = NULL;
-                st = dr_model_file_tensor(mf, weight_names[p], DR_DTYPE_F32, 2,
-                                          (size_t[]){n_each, k}, 4, &part, err);
-                if (st != DR_OK)
-                    return st;
-                memcpy(w + p * n_each * k, part, n_each * k * sizeof *w);
-            }
-            l.w = w;
+            dr_kernels_get()->transpose_f32(n_each, k, part, k, w_t + p * n_each, n);
         }
+        l.w_t = w_t;
         *out = l;
         return DR_OK;
     }
@@ -154,6 +148,12 @@ void dr__linear_deinit(struct dr__linear *l)
     dr_packed_s8_deinit(&l->packed);
 }
 
+void dr__linear_product_f32(const struct dr_kernels *kern, const struct dr__linear *l, size_t m,
+                            const float *x, size_t ldx, const float *bias, float *y, size_t ldy)
+{
+    kern->gemm_f32_nn(m, l->n, l->k, x, ldx, l->w_t, l->n, bias, y, ldy);
+}
+
 void dr__linear_apply(const struct dr_kernels *kern, const struct dr__linear *l, size_t m,
                       const float *x, size_t ldx, float *y, size_t ldy, enum dr_activation act,
                       bool accumulate, const struct dr__linear_scratch *scratch)
@@ -172,7 +172,7 @@ void dr__linear_apply(const struct dr_kernels *kern, const struct dr__linear *l,
     }
     float *dst = accumulate ? scratch->tmp : y;
     size_t ld_dst = accumulate ? l->n : ldy;
-    kern->gemm_f32_nt(m, l->n, l->k, x, ldx, l->w, l->k, l->bias, dst, ld_dst);
+    dr__linear_product_f32(kern, l, m, x, ldx, l->bias, dst, ld_dst);
     if (act == DR_ACT_GELU) {
         for (size_t i = 0; i < m; i++)
             kern->gelu_f32(l->n, dst + i * ld_dst, dst + i * ld_dst);

@@ -26,7 +26,7 @@ void dr__owned_free_all(struct dr__owned *owned);
 struct dr__linear {
     size_t n, k;
     bool is_int8;
-    const float *w;             /* fp32 path: [n][k], borrowed from the file or owned */
+    const float *w_t;           /* fp32 path: W^T [k][n], owned */
     struct dr_packed_s8 packed; /* int8 path */
     const float *scale;         /* int8 path: n per-column weight scales */
     const float *bias;          /* n, or NULL */
@@ -48,6 +48,13 @@ struct dr__linear_scratch {
     float *qs;
     float *tmp;
 };
+
+/* fp32 y = x W^T + bias (bias NULL: none; any n floats, not necessarily l->bias), through the
+ * nn kernel over W^T: its FMA tile, where the nt kernel's dot products end in a horizontal sum
+ * per output.  Each output is a sum over k in order, whatever m: a row's result does not
+ * depend on the rows beside it. */
+void dr__linear_product_f32(const struct dr_kernels *kern, const struct dr__linear *l, size_t m,
+                            const float *x, size_t ldx, const float *bias, float *y, size_t ldy);
 
 /* y = act(x W^T + b) (+ y if accumulate), x m x k (ldx), y m x n (ldy). */
 void dr__linear_apply(const struct dr_kernels *kern, const struct dr__linear *l, size_t m,

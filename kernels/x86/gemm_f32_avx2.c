@@ -69,6 +69,33 @@ nn_row_block(size_t mr, size_t n, size_t k, const float *a, size_t lda, const fl
         nn_tile(mr, n - j, k, a, lda, b + j, ldb, bias ? bias + j : NULL, c + j, ldc);
 }
 
+/* A single row across up to 64 columns: eight accumulator chains, where the tile's one row
+ * would keep two, each waiting on its previous FMA.  The same sums in the same order. */
+#define ROW_VECS 8
+static void nn_row(size_t n, size_t k, const float *a, const float *b, size_t ldb,
+                   const float *bias, float *c)
+{
+    for (size_t j = 0; j < n; j += 8 * ROW_VECS) {
+        __m256 acc[ROW_VECS];
+        __m256i mask[ROW_VECS];
+        for (size_t v = 0; v < ROW_VECS; v++) {
+            size_t j0 = j + 8 * v;
+            mask[v] = dr__tail_mask_avx2(j0 < n ? (n - j0 < 8 ? n - j0 : 8) : 0);
+            acc[v] = _mm256_setzero_ps();
+        }
+        for (size_t kk = 0; kk < k; kk++) {
+            __m256 av = _mm256_broadcast_ss(a + kk);
+            for (size_t v = 0; v < ROW_VECS; v++)
+                acc[v] = _mm256_fmadd_ps(av, _mm256_maskload_ps(b + kk * ldb + j + 8 * v, mask[v]),
+                                         acc[v]);
+        }
+        for (size_t v = 0; v < ROW_VECS; v++) {
+            __m256 bv = bias ? _mm256_maskload_ps(bias + j + 8 * v, mask[v]) : _mm256_setzero_ps();
+            _mm256_maskstore_ps(c + j + 8 * v, mask[v], _mm256_add_ps(acc[v], bv));
+        }
+    }
+}
+
 void dr_gemm_f32_nn__avx2(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b,
                           size_t ldb, const float *bias, float *c, size_t ldc)
 {
@@ -89,7 +116,7 @@ void dr_gemm_f32_nn__avx2(size_t m, size_t n, size_t k, const float *a, size_t l
         nn_row_block(2, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
         break;
     case 1:
-        nn_row_block(1, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
+        nn_row(n, k, a + i * lda, b, ldb, bias, c + i * ldc);
         break;
     default:
         break;
