@@ -58,69 +58,71 @@ static inline __attribute__((always_inline)) void nn_tile(size_t mr, size_t nr, 
     }
 }
 
-static inline __attribute__((always_inline)) void
-nn_row_block(size_t mr, size_t n, size_t k, const float *a, size_t lda, const float *b, size_t ldb,
-             const float *bias, float *c, size_t ldc)
-{
-    size_t j = 0;
-    for (; j + NN_NR <= n; j += NN_NR)
-        nn_tile(mr, NN_NR, k, a, lda, b + j, ldb, bias ? bias + j : NULL, c + j, ldc);
-    if (j < n)
-        nn_tile(mr, n - j, k, a, lda, b + j, ldb, bias ? bias + j : NULL, c + j, ldc);
-}
-
-/* A single row across up to 64 columns: eight accumulator chains, where the tile's one row
- * would keep two, each waiting on its previous FMA.  The same sums in the same order. */
-#define ROW_VECS 8
+/* A single row: the output row itself accumulates, B's rows read in order, whole.  The tile's
+ * one row would keep two FMA chains, each waiting on its previous FMA, and column strips read
+ * B a piece of each row at a time, which the prefetchers follow badly once B is out of L2 (the
+ * LSTM's recurrent weights).  The same sums in the same order as the tile,
+ * the zero bias included. */
 static void nn_row(size_t n, size_t k, const float *a, const float *b, size_t ldb,
                    const float *bias, float *c)
 {
-    for (size_t j = 0; j < n; j += 8 * ROW_VECS) {
-        __m256 acc[ROW_VECS];
-        __m256i mask[ROW_VECS];
-        for (size_t v = 0; v < ROW_VECS; v++) {
-            size_t j0 = j + 8 * v;
-            mask[v] = dr__tail_mask_avx2(j0 < n ? (n - j0 < 8 ? n - j0 : 8) : 0);
-            acc[v] = _mm256_setzero_ps();
-        }
-        for (size_t kk = 0; kk < k; kk++) {
-            __m256 av = _mm256_broadcast_ss(a + kk);
-            for (size_t v = 0; v < ROW_VECS; v++)
-                acc[v] = _mm256_fmadd_ps(av, _mm256_maskload_ps(b + kk * ldb + j + 8 * v, mask[v]),
-                                         acc[v]);
-        }
-        for (size_t v = 0; v < ROW_VECS; v++) {
-            __m256 bv = bias ? _mm256_maskload_ps(bias + j + 8 * v, mask[v]) : _mm256_setzero_ps();
-            _mm256_maskstore_ps(c + j + 8 * v, mask[v], _mm256_add_ps(acc[v], bv));
-        }
+    size_t n8 = n & ~(size_t)7;
+    __m256i tail = dr__tail_mask_avx2(n - n8);
+    for (size_t j = 0; j < n; j++)
+        c[j] = 0.0f;
+    for (size_t kk = 0; kk < k; kk++) {
+        __m256 av = _mm256_broadcast_ss(a + kk);
+        const float *brow = b + kk * ldb;
+        for (size_t j = 0; j < n8; j += 8)
+            _mm256_storeu_ps(
+                c + j, _mm256_fmadd_ps(av, _mm256_loadu_ps(brow + j), _mm256_loadu_ps(c + j)));
+        if (n8 < n)
+            _mm256_maskstore_ps(c + n8, tail,
+                                _mm256_fmadd_ps(av, _mm256_maskload_ps(brow + n8, tail),
+                                                _mm256_maskload_ps(c + n8, tail)));
     }
+    for (size_t j = 0; j < n; j++)
+        c[j] += bias ? bias[j] : 0.0f;
 }
 
-void dr_gemm_f32_nn__avx2(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b,
-                          size_t ldb, const float *bias, float *c, size_t ldc)
+/* Rows [0, m) of one column strip (nr <= 16 columns at b, c): row tiles, then a tail tile. */
+static inline __attribute__((always_inline)) void nn_strip(size_t m, size_t nr, size_t k,
+                                                           const float *a, size_t lda,
+                                                           const float *b, size_t ldb,
+                                                           const float *bias, float *c, size_t ldc)
 {
     size_t i = 0;
     for (; i + NN_MR <= m; i += NN_MR)
-        nn_row_block(NN_MR, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
+        nn_tile(NN_MR, nr, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
     switch (m - i) {
-    case 5:
-        nn_row_block(5, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
+#define NN_TAIL(mr)                                                                                \
+    case mr:                                                                                       \
+        nn_tile(mr, nr, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);                      \
         break;
-    case 4:
-        nn_row_block(4, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
-        break;
-    case 3:
-        nn_row_block(3, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
-        break;
-    case 2:
-        nn_row_block(2, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
-        break;
-    case 1:
-        nn_row(n, k, a + i * lda, b, ldb, bias, c + i * ldc);
-        break;
+        NN_TAIL(5)
+        NN_TAIL(4)
+        NN_TAIL(3)
+        NN_TAIL(2)
+        NN_TAIL(1)
+#undef NN_TAIL
     default:
         break;
     }
+}
+
+/* Column strips outer: a strip of B (k x 16) is read from memory once and serves every row
+ * tile from cache; row tiles outer would read all of B again for each (the fp32 linear layers'
+ * 1 MiB W^T from L3, 64 bytes per 4 KiB row at a time).  A lone last row runs nn_row. */
+void dr_gemm_f32_nn__avx2(size_t m, size_t n, size_t k, const float *a, size_t lda, const float *b,
+                          size_t ldb, const float *bias, float *c, size_t ldc)
+{
+    size_t rows = m % NN_MR == 1 ? m - 1 : m, j = 0;
+    for (; j + NN_NR <= n; j += NN_NR)
+        nn_strip(rows, NN_NR, k, a, lda, b + j, ldb, bias ? bias + j : NULL, c + j, ldc);
+    if (j < n)
+        nn_strip(rows, n - j, k, a, lda, b + j, ldb, bias ? bias + j : NULL, c + j, ldc);
+    if (rows < m)
+        nn_row(n, k, a + rows * lda, b, ldb, bias, c + rows * ldc);
 }
 
 #define NT_MR 2

@@ -39,51 +39,43 @@ static inline __attribute__((always_inline)) void nn_tile(size_t mr, size_t nr, 
     }
 }
 
-static inline __attribute__((always_inline)) void nn_rows(size_t mr, size_t n, size_t k,
-                                                          const float *a, size_t lda,
-                                                          const float *b, size_t ldb,
-                                                          const float *bias, float *c, size_t ldc)
-{
-    for (size_t j = 0; j < n; j += NN_NR)
-        nn_tile(mr, n - j < NN_NR ? n - j : NN_NR, k, a, lda, b + j, ldb, bias ? bias + j : NULL,
-                c + j, ldc);
-}
-
-/* One row across up to 128 columns: eight accumulator chains, where the tile's one row would
- * keep two, each waiting on its previous FMA.  The same sums in the same order. */
-#define ROW_VECS 8
+/* A single row: the output row itself accumulates, B's rows read in order, whole (see the
+ * AVX2 version).  The same sums in the same order as the tile, the zero bias included. */
 static void nn_row(size_t n, size_t k, const float *a, const float *b, size_t ldb,
                    const float *bias, float *c)
 {
-    for (size_t j = 0; j < n; j += 16 * ROW_VECS) {
-        __m512 acc[ROW_VECS];
-        __mmask16 mask[ROW_VECS];
-        for (size_t v = 0; v < ROW_VECS; v++) {
-            size_t j0 = j + 16 * v;
-            mask[v] = dr__tail_mask16(j0 < n ? (n - j0 < 16 ? n - j0 : 16) : 0);
-            acc[v] = _mm512_setzero_ps();
-        }
-        for (size_t kk = 0; kk < k; kk++) {
-            __m512 av = _mm512_set1_ps(a[kk]);
-            for (size_t v = 0; v < ROW_VECS; v++)
-                acc[v] = _mm512_fmadd_ps(
-                    av, _mm512_maskz_loadu_ps(mask[v], b + kk * ldb + j + 16 * v), acc[v]);
-        }
-        for (size_t v = 0; v < ROW_VECS; v++) {
-            __m512 bv =
-                bias ? _mm512_maskz_loadu_ps(mask[v], bias + j + 16 * v) : _mm512_setzero_ps();
-            _mm512_mask_storeu_ps(c + j + 16 * v, mask[v], _mm512_add_ps(acc[v], bv));
-        }
+    size_t n16 = n & ~(size_t)15;
+    __mmask16 tail = dr__tail_mask16(n - n16);
+    for (size_t j = 0; j < n; j++)
+        c[j] = 0.0f;
+    for (size_t kk = 0; kk < k; kk++) {
+        __m512 av = _mm512_set1_ps(a[kk]);
+        const float *brow = b + kk * ldb;
+        for (size_t j = 0; j < n16; j += 16)
+            _mm512_storeu_ps(
+                c + j, _mm512_fmadd_ps(av, _mm512_loadu_ps(brow + j), _mm512_loadu_ps(c + j)));
+        if (n16 < n)
+            _mm512_mask_storeu_ps(c + n16, tail,
+                                  _mm512_fmadd_ps(av, _mm512_maskz_loadu_ps(tail, brow + n16),
+                                                  _mm512_maskz_loadu_ps(tail, c + n16)));
     }
+    for (size_t j = 0; j < n; j++)
+        c[j] += bias ? bias[j] : 0.0f;
 }
 
+/* Column strips outer, as on AVX2: a strip of B (k x 32) is read from memory once and serves
+ * every row tile from cache.  Tail rows run one at a time (nn_row). */
 void dr_gemm_f32_nn__avx512(size_t m, size_t n, size_t k, const float *a, size_t lda,
                             const float *b, size_t ldb, const float *bias, float *c, size_t ldc)
 {
-    size_t i = 0;
-    for (; i + NN_MR <= m; i += NN_MR)
-        nn_rows(NN_MR, n, k, a + i * lda, lda, b, ldb, bias, c + i * ldc, ldc);
-    for (; i < m; i++) /* row tails */
+    size_t rows = m / NN_MR * NN_MR;
+    for (size_t j = 0; j < n; j += NN_NR) {
+        size_t nr = n - j < NN_NR ? n - j : NN_NR;
+        for (size_t i = 0; i < rows; i += NN_MR)
+            nn_tile(NN_MR, nr, k, a + i * lda, lda, b + j, ldb, bias ? bias + j : NULL,
+                    c + i * ldc + j, ldc);
+    }
+    for (size_t i = rows; i < m; i++)
         nn_row(n, k, a + i * lda, b, ldb, bias, c + i * ldc);
 }
 
