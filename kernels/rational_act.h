@@ -19,6 +19,9 @@
 #ifndef DR_RATIONAL_ACT_H
 #define DR_RATIONAL_ACT_H
 
+/* Coefficients in one of the arrays below (the evaluators take them with their counts). */
+#define DR_RATIONAL_LEN(coef) (sizeof(coef) / sizeof((coef)[0]))
+
 #define DR_GELU_XMAX 5.54371309f
 #define DR_TANH_XMAX 9.0f
 

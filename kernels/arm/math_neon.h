@@ -47,7 +47,8 @@ dr__odd_rational_neon(float32x4_t x, float xmax, const float *p, size_t np, cons
 
 static inline float32x4_t dr__tanh_neon(float32x4_t x)
 {
-    return dr__odd_rational_neon(x, DR_TANH_XMAX, dr_tanh_p, 5, dr_tanh_q, 5, 1.0f);
+    return dr__odd_rational_neon(x, DR_TANH_XMAX, dr_tanh_p, DR_RATIONAL_LEN(dr_tanh_p), dr_tanh_q,
+                                 DR_RATIONAL_LEN(dr_tanh_q), 1.0f);
 }
 
 static inline float32x4_t dr__sigmoid_neon(float32x4_t x)
@@ -58,7 +59,9 @@ static inline float32x4_t dr__sigmoid_neon(float32x4_t x)
 
 static inline float32x4_t dr__gelu_neon(float32x4_t x)
 {
-    float32x4_t half_erf = dr__odd_rational_neon(x, DR_GELU_XMAX, dr_gelu_p, 6, dr_gelu_q, 6, 0.5f);
+    float32x4_t half_erf =
+        dr__odd_rational_neon(x, DR_GELU_XMAX, dr_gelu_p, DR_RATIONAL_LEN(dr_gelu_p), dr_gelu_q,
+                              DR_RATIONAL_LEN(dr_gelu_q), 0.5f);
     return vfmaq_f32(vmulq_f32(x, vdupq_n_f32(0.5f)), x, half_erf);
 }
 

@@ -59,7 +59,8 @@ static inline __attribute__((always_inline)) __m256 dr__odd_rational_avx2(__m256
 
 static inline __m256 dr__tanh_avx2(__m256 x)
 {
-    return dr__odd_rational_avx2(x, DR_TANH_XMAX, dr_tanh_p, 5, dr_tanh_q, 5, 1.0f);
+    return dr__odd_rational_avx2(x, DR_TANH_XMAX, dr_tanh_p, DR_RATIONAL_LEN(dr_tanh_p), dr_tanh_q,
+                                 DR_RATIONAL_LEN(dr_tanh_q), 1.0f);
 }
 
 static inline __m256 dr__sigmoid_avx2(__m256 x)
@@ -70,7 +71,8 @@ static inline __m256 dr__sigmoid_avx2(__m256 x)
 
 static inline __m256 dr__gelu_avx2(__m256 x)
 {
-    __m256 half_erf = dr__odd_rational_avx2(x, DR_GELU_XMAX, dr_gelu_p, 6, dr_gelu_q, 6, 0.5f);
+    __m256 half_erf = dr__odd_rational_avx2(x, DR_GELU_XMAX, dr_gelu_p, DR_RATIONAL_LEN(dr_gelu_p),
+                                            dr_gelu_q, DR_RATIONAL_LEN(dr_gelu_q), 0.5f);
     return _mm256_fmadd_ps(x, half_erf, _mm256_mul_ps(x, _mm256_set1_ps(0.5f)));
 }
 

@@ -52,7 +52,8 @@ dr__odd_rational_avx512(__m512 x, float xmax, const float *p, size_t np, const f
 
 static inline __m512 dr__tanh_avx512(__m512 x)
 {
-    return dr__odd_rational_avx512(x, DR_TANH_XMAX, dr_tanh_p, 5, dr_tanh_q, 5, 1.0f);
+    return dr__odd_rational_avx512(x, DR_TANH_XMAX, dr_tanh_p, DR_RATIONAL_LEN(dr_tanh_p),
+                                   dr_tanh_q, DR_RATIONAL_LEN(dr_tanh_q), 1.0f);
 }
 
 static inline __m512 dr__sigmoid_avx512(__m512 x)
@@ -63,7 +64,9 @@ static inline __m512 dr__sigmoid_avx512(__m512 x)
 
 static inline __m512 dr__gelu_avx512(__m512 x)
 {
-    __m512 half_erf = dr__odd_rational_avx512(x, DR_GELU_XMAX, dr_gelu_p, 6, dr_gelu_q, 6, 0.5f);
+    __m512 half_erf =
+        dr__odd_rational_avx512(x, DR_GELU_XMAX, dr_gelu_p, DR_RATIONAL_LEN(dr_gelu_p), dr_gelu_q,
+                                DR_RATIONAL_LEN(dr_gelu_q), 0.5f);
     return _mm512_fmadd_ps(x, half_erf, _mm512_mul_ps(x, _mm512_set1_ps(0.5f)));
 }
 
